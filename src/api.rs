@@ -1,0 +1,323 @@
+//! The SQL functions Azure Database for PostgreSQL offers to manage Entra ID principals,
+//! with Azure's names, signatures and return values.
+//!
+//! They run as the caller (SECURITY INVOKER), check that the caller is a superuser or an
+//! aad_auth admin, and then do the catalog work as the bootstrap superuser for the duration of
+//! the statement only: creating roles, labelling them and granting `azure_pg_admin`.
+
+use crate::gucs;
+use crate::seclabel::{self, ADMIN_ROLE, PROVIDER};
+use aad_auth_core::{Guid, Label, PrincipalType};
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::prelude::*;
+use pgrx::spi::{quote_identifier, quote_literal};
+
+/// Longest role name PostgreSQL keeps (NAMEDATALEN - 1 bytes); longer ones would be truncated.
+const MAX_ROLE_NAME: usize = 63;
+
+fn fail(code: PgSqlErrorCode, message: String, hint: &str) -> ! {
+    let mut report = ErrorReport::new(code, message, "aad_auth");
+    if !hint.is_empty() {
+        report = report.set_hint(hint);
+    }
+    report.report(PgLogLevel::ERROR);
+    unreachable!("ereport(ERROR) returned")
+}
+
+fn required<'a, T>(value: Option<T>, name: &str) -> T {
+    value.unwrap_or_else(|| {
+        fail(
+            PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            format!("{name} must not be null"),
+            "",
+        )
+    })
+}
+
+/// The caller's role; refuses unless it is a superuser or an aad_auth admin.
+fn require_admin(function: &str) -> pg_sys::Oid {
+    // SAFETY: inside a function call, GetUserId is the invoking role.
+    let caller = unsafe { pg_sys::GetUserId() };
+    if !seclabel::is_admin(caller) {
+        fail(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("permission denied for function {function}"),
+            "Only a superuser or a Microsoft Entra ID admin (a member of azure_pg_admin) may manage Entra ID principals.",
+        );
+    }
+    caller
+}
+
+fn check_role_name(name: &str) {
+    if name.is_empty() {
+        fail(PgSqlErrorCode::ERRCODE_INVALID_NAME, "roleName must not be empty".into(), "");
+    }
+    if name.len() > MAX_ROLE_NAME {
+        fail(
+            PgSqlErrorCode::ERRCODE_NAME_TOO_LONG,
+            format!("role name \"{name}\" is {} bytes long; PostgreSQL role names are at most {MAX_ROLE_NAME} bytes", name.len()),
+            "Choose a shorter role name; sign-in matches the object id, not the name.",
+        );
+    }
+}
+
+fn parse_label(objectid: &str, objecttype: &str, admin: bool, mfa: bool) -> Label {
+    let oid = objectid.trim().parse::<Guid>().unwrap_or_else(|_| {
+        fail(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("objectId \"{objectid}\" is not an Entra ID object id"),
+            "An object id is a GUID such as 00000000-0000-0000-0000-000000000000 (see the object's Overview page in the Entra admin center).",
+        )
+    });
+    let kind = objecttype.trim().parse::<PrincipalType>().unwrap_or_else(|e| {
+        fail(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, format!("objectType: {e}"), "")
+    });
+    Label { oid, kind, admin, mfa }
+}
+
+/// Runs `f` as the bootstrap superuser, restoring the caller's identity afterwards (an error
+/// restores it too, through transaction abort).
+fn as_superuser<T>(f: impl FnOnce() -> T) -> T {
+    struct Restore(pg_sys::Oid, i32);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            // SAFETY: restores the identity saved below.
+            unsafe { pg_sys::SetUserIdAndSecContext(self.0, self.1) };
+        }
+    }
+    let (mut user, mut context) = (pg_sys::InvalidOid, 0);
+    // SAFETY: plain reads and a switch of the current user id, as SECURITY DEFINER does.
+    let _restore = unsafe {
+        pg_sys::GetUserIdAndSecContext(&mut user, &mut context);
+        pg_sys::SetUserIdAndSecContext(
+            pg_sys::Oid::from(pg_sys::BOOTSTRAP_SUPERUSERID),
+            context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
+        );
+        Restore(user, context)
+    };
+    f()
+}
+
+fn run(sql: &str) {
+    if let Err(e) = Spi::run(sql) {
+        fail(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("aad_auth: {e}"), "");
+    }
+}
+
+fn ensure_admin_role() {
+    if seclabel::role_oid(ADMIN_ROLE).is_none() {
+        run(&format!("CREATE ROLE {} NOLOGIN", quote_identifier(ADMIN_ROLE)));
+    }
+}
+
+fn set_label(name: &str, label: &Label) {
+    run(&format!(
+        "SECURITY LABEL FOR {} ON ROLE {} IS {}",
+        PROVIDER.to_str().unwrap_or("pgaadauth"),
+        quote_identifier(name),
+        quote_literal(label.to_string())
+    ));
+}
+
+fn grant_admin(name: &str) {
+    ensure_admin_role();
+    let role = quote_identifier(name);
+    run(&format!("ALTER ROLE {role} CREATEROLE CREATEDB"));
+    run(&format!("GRANT {} TO {role}", quote_identifier(ADMIN_ROLE)));
+}
+
+fn revoke_admin(name: &str) {
+    let role = quote_identifier(name);
+    run(&format!("ALTER ROLE {role} NOCREATEROLE NOCREATEDB"));
+    if seclabel::role_oid(ADMIN_ROLE).is_some() {
+        run(&format!("REVOKE {} FROM {role}", quote_identifier(ADMIN_ROLE)));
+    }
+}
+
+/// The role to change: it must exist, and a superuser role only by a superuser.
+fn existing_role(name: &str, caller: pg_sys::Oid) -> pg_sys::Oid {
+    let Some(role) = seclabel::role_oid(name) else {
+        fail(PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, format!("role \"{name}\" does not exist"), "")
+    };
+    if seclabel::is_superuser(role) && !seclabel::is_superuser(caller) {
+        fail(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("permission denied to manage superuser role \"{name}\""),
+            "Only a superuser may manage a superuser role.",
+        );
+    }
+    role
+}
+
+/// Creates a LOGIN role bound to the Entra object `objectId` of type `objectType`
+/// (`user`, `group` or `service`).
+#[pg_extern]
+fn pgaadauth_create_principal_with_oid(
+    rolename: Option<&str>,
+    objectid: Option<&str>,
+    objecttype: Option<&str>,
+    isadmin: Option<bool>,
+    ismfa: Option<bool>,
+) -> String {
+    require_admin("pgaadauth_create_principal_with_oid");
+    let name = required(rolename, "roleName");
+    let label = parse_label(
+        required(objectid, "objectId"),
+        required(objecttype, "objectType"),
+        required(isadmin, "isAdmin"),
+        required(ismfa, "isMfa"),
+    );
+    check_role_name(name);
+    if seclabel::role_oid(name).is_some() {
+        fail(
+            PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
+            format!("role \"{name}\" already exists"),
+            "Use pgaadauth_update_principal_with_oid to bind an existing role to another object id.",
+        );
+    }
+    as_superuser(|| {
+        run(&format!("CREATE ROLE {} LOGIN", quote_identifier(name)));
+        set_label(name, &label);
+        if label.admin {
+            grant_admin(name);
+        }
+    });
+    format!("Created role for \"{name}\"")
+}
+
+/// Creates a role by Entra display name or UPN: needs a directory (Microsoft Graph), which
+/// this server does not have configured.
+#[pg_extern]
+fn pgaadauth_create_principal(rolename: Option<&str>, isadmin: Option<bool>, ismfa: Option<bool>) -> String {
+    require_admin("pgaadauth_create_principal");
+    let _ = (required(rolename, "roleName"), isadmin, ismfa);
+    fail(
+        PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+        "pgaadauth_create_principal cannot resolve names: no Microsoft Entra ID directory is configured on this server".into(),
+        "Use pgaadauth_create_principal_with_oid(roleName, objectId, objectType, isAdmin, isMfa) with the object id from the Entra admin center or `az ad user show --id <upn> --query id`.",
+    )
+}
+
+/// Rebinds an existing role to another Entra object, keeping its grants.
+#[pg_extern]
+fn pgaadauth_update_principal_with_oid(
+    rolename: Option<&str>,
+    objectid: Option<&str>,
+    objecttype: Option<&str>,
+    isadmin: Option<bool>,
+    ismfa: Option<bool>,
+) -> String {
+    let caller = require_admin("pgaadauth_update_principal_with_oid");
+    let name = required(rolename, "roleName");
+    let label = parse_label(
+        required(objectid, "objectId"),
+        required(objecttype, "objectType"),
+        required(isadmin, "isAdmin"),
+        required(ismfa, "isMfa"),
+    );
+    let role = existing_role(name, caller);
+    let was_admin = seclabel::label_text(role)
+        .and_then(|t| t.parse::<Label>().ok())
+        .is_some_and(|l| l.admin);
+    as_superuser(|| {
+        set_label(name, &label);
+        if label.admin {
+            grant_admin(name);
+        } else if was_admin {
+            revoke_admin(name);
+        }
+    });
+    format!("Updated role for \"{name}\"")
+}
+
+/// Drops a role bound to an Entra object; ordinary roles are refused.
+#[pg_extern]
+fn pgaadauth_drop_principal(rolename: Option<&str>) -> String {
+    let caller = require_admin("pgaadauth_drop_principal");
+    let name = required(rolename, "roleName");
+    let role = existing_role(name, caller);
+    if seclabel::label_text(role).is_none() {
+        fail(
+            PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
+            format!("role \"{name}\" is not a Microsoft Entra ID principal"),
+            "Drop ordinary roles with DROP ROLE.",
+        );
+    }
+    as_superuser(|| run(&format!("DROP ROLE {}", quote_identifier(name))));
+    format!("Dropped role for \"{name}\"")
+}
+
+/// The Entra ID principals: all of them, or only the admins when `isAdminValue` is true.
+/// `pgaadauth_list_principals` wraps this with Azure's column types.
+#[pg_extern]
+fn aad_auth_principals(
+    isadminvalue: Option<bool>,
+) -> TableIterator<
+    'static,
+    (
+        name!(rolname, String),
+        name!(principaltype, String),
+        name!(objectid, String),
+        name!(tenantid, Option<String>),
+        name!(ismfa, i32),
+        name!(isadmin, i32),
+    ),
+> {
+    require_admin("pgaadauth_list_principals");
+    let only_admins = isadminvalue.unwrap_or(false);
+    let tenant = gucs::tenant_id();
+    let rows: Vec<(String, String)> = Spi::connect(|client| {
+        client
+            .select(
+                "SELECT r.rolname::text, l.label FROM pg_catalog.pg_shseclabel l \
+                 JOIN pg_catalog.pg_roles r ON r.oid = l.objoid \
+                 WHERE l.provider = 'pgaadauth' AND l.classoid = 'pg_catalog.pg_authid'::pg_catalog.regclass \
+                 ORDER BY 1",
+                None,
+                &[],
+            )?
+            .map(|row| Ok((row.get::<String>(1)?.unwrap_or_default(), row.get::<String>(2)?.unwrap_or_default())))
+            .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+    })
+    .unwrap_or_else(|e| fail(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("aad_auth: {e}"), ""));
+    let principals: Vec<_> = rows
+        .into_iter()
+        .filter_map(|(role, text)| text.parse::<Label>().ok().map(|l| (role, l)))
+        .filter(|(_, l)| l.admin || !only_admins)
+        .map(|(role, l)| {
+            (
+                role,
+                l.kind.as_str().to_owned(),
+                l.oid.to_string(),
+                tenant.clone(),
+                i32::from(l.mfa),
+                i32::from(l.admin),
+            )
+        })
+        .collect();
+    TableIterator::new(principals)
+}
+
+extension_sql!(
+    r#"
+-- The role that marks Entra ID admins, as on Azure.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'azure_pg_admin') THEN
+        CREATE ROLE azure_pg_admin NOLOGIN;
+    END IF;
+END
+$$;
+
+CREATE FUNCTION pgaadauth_list_principals(isAdminValue boolean)
+RETURNS TABLE(rolname name, principaltype text, objectid text, tenantid text, ismfa int, isadmin int)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT p.rolname::name, p.principaltype, p.objectid, p.tenantid, p.ismfa, p.isadmin
+    FROM @extschema@.aad_auth_principals(isAdminValue) AS p
+$fn$;
+"#,
+    name = "list_principals",
+    requires = [aad_auth_principals]
+);

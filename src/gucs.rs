@@ -1,0 +1,299 @@
+//! The `aad_auth.*` settings: private statics, typed getters, and check hooks that refuse a
+//! malformed value when it is set (a bad value in postgresql.conf is reported at reload and the
+//! old value kept).
+
+use aad_auth_core::policy::{DEFAULT_AUDIENCES, DEFAULT_AUTHORITY};
+use aad_auth_core::{list, Guid, Policy, TokenError};
+use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+use pgrx::pg_sys;
+use pgrx::pg_guard;
+use std::ffi::{c_char, c_void, CStr, CString};
+
+static TENANT_ID: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static AUTHORITY: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"https://login.microsoftonline.com"));
+static AUDIENCES: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(
+    c"https://ossrdbms-aad.database.windows.net,https://ossrdbms-aad.database.windows.net/,123cd850-d9df-40bd-94d5-c9f07b7fa203",
+));
+static ISSUERS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static JWKS_URI: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static JWKS_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static JWKS_REFRESH_INTERVAL: GucSetting<i32> = GucSetting::<i32>::new(3600);
+static JWKS_MIN_REFRESH_INTERVAL: GucSetting<i32> = GucSetting::<i32>::new(300);
+static CLOCK_SKEW: GucSetting<i32> = GucSetting::<i32>::new(300);
+static PASSWORD_AUTH: GucSetting<bool> = GucSetting::<bool>::new(true);
+static SKIP_ROLES: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static LOG_LOGINS: GucSetting<bool> = GucSetting::<bool>::new(true);
+
+/// Registers every setting; called once from `_PG_init`.
+pub fn init() {
+    use GucContext::Sighup as ctx;
+    // SAFETY: the check hooks are #[pg_guard] functions with PostgreSQL's check-hook signature.
+    unsafe {
+        GucRegistry::define_string_guc_with_hooks(
+            c"aad_auth.tenant_id",
+            c"Microsoft Entra ID tenant (directory) id whose tokens are accepted.",
+            c"A GUID. Tokens whose tid claim differs are refused. Empty: Entra sign-in is refused.",
+            &TENANT_ID,
+            ctx,
+            GucFlags::default(),
+            Some(check_tenant_id),
+            None,
+            None,
+        );
+        GucRegistry::define_string_guc_with_hooks(
+            c"aad_auth.authority",
+            c"Entra ID authority (cloud) for v2 issuers and the default key-set address.",
+            c"Default https://login.microsoftonline.com.",
+            &AUTHORITY,
+            ctx,
+            GucFlags::default(),
+            Some(check_url),
+            None,
+            None,
+        );
+        GucRegistry::define_string_guc_with_hooks(
+            c"aad_auth.audiences",
+            c"Comma-separated aud values accepted in tokens.",
+            c"Default: the Azure Database for PostgreSQL resource (with and without a trailing slash) and its app id.",
+            &AUDIENCES,
+            ctx,
+            GucFlags::default(),
+            Some(check_values),
+            None,
+            None,
+        );
+        GucRegistry::define_string_guc_with_hooks(
+            c"aad_auth.issuers",
+            c"Comma-separated iss values accepted; empty means the tenant's v1 and v2 issuers.",
+            c"",
+            &ISSUERS,
+            ctx,
+            GucFlags::default(),
+            Some(check_values),
+            None,
+            None,
+        );
+        GucRegistry::define_string_guc_with_hooks(
+            c"aad_auth.jwks_uri",
+            c"Address of the tenant's signing keys; empty means {authority}/{tenant}/discovery/v2.0/keys.",
+            c"",
+            &JWKS_URI,
+            ctx,
+            GucFlags::default(),
+            Some(check_url),
+            None,
+            None,
+        );
+        GucRegistry::define_string_guc(
+            c"aad_auth.jwks_file",
+            c"A JWKS file with the signing keys (offline key set); relative to the data directory.",
+            c"",
+            &JWKS_FILE,
+            ctx,
+            GucFlags::default(),
+        );
+        GucRegistry::define_string_guc_with_hooks(
+            c"aad_auth.skip_roles",
+            c"Roles that pass aad_auth's checks unchallenged (break-glass; use with care).",
+            c"Comma-separated role names; unquoted names are folded to lower case.",
+            &SKIP_ROLES,
+            ctx,
+            GucFlags::default(),
+            Some(check_identifiers),
+            None,
+            None,
+        );
+    }
+    GucRegistry::define_int_guc(
+        c"aad_auth.jwks_refresh_interval",
+        c"How often the signing keys are refreshed.",
+        c"",
+        &JWKS_REFRESH_INTERVAL,
+        1,
+        7 * 24 * 3600,
+        ctx,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
+        c"aad_auth.jwks_min_refresh_interval",
+        c"Least time between key refreshes caused by unknown key ids.",
+        c"",
+        &JWKS_MIN_REFRESH_INTERVAL,
+        1,
+        24 * 3600,
+        ctx,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
+        c"aad_auth.clock_skew",
+        c"Tolerance for the nbf and exp claims.",
+        c"",
+        &CLOCK_SKEW,
+        0,
+        3600,
+        ctx,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_bool_guc(
+        c"aad_auth.password_auth",
+        c"Whether ordinary roles may sign in with passwords over TCP.",
+        c"Off: only Entra ID tokens are accepted on host connections; unix-socket connections are never refused.",
+        &PASSWORD_AUTH,
+        ctx,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"aad_auth.log_logins",
+        c"Log one line per Entra ID sign-in, accepted or refused.",
+        c"",
+        &LOG_LOGINS,
+        ctx,
+        GucFlags::default(),
+    );
+}
+
+fn text(setting: &GucSetting<Option<CString>>) -> Option<String> {
+    setting
+        .get()
+        .map(|s| s.to_string_lossy().trim().to_owned())
+        .filter(|s| !s.is_empty())
+}
+
+/// The token rules as configured. Fails when no tenant is configured.
+pub fn policy() -> Result<Policy, TokenError> {
+    let tenant = text(&TENANT_ID)
+        .and_then(|t| t.parse::<Guid>().ok())
+        .ok_or(TokenError::TenantNotConfigured)?;
+    let mut policy = Policy::for_tenant(tenant);
+    policy.authority = text(&AUTHORITY).unwrap_or_else(|| DEFAULT_AUTHORITY.into());
+    let audiences = list::parse_values(&text(&AUDIENCES).unwrap_or_default()).unwrap_or_default();
+    if !audiences.is_empty() {
+        policy.audiences = audiences;
+    } else {
+        policy.audiences = DEFAULT_AUDIENCES.iter().map(|s| s.to_string()).collect();
+    }
+    policy.issuers = list::parse_values(&text(&ISSUERS).unwrap_or_default()).unwrap_or_default();
+    policy.clock_skew = i64::from(CLOCK_SKEW.get());
+    Ok(policy)
+}
+
+/// The configured tenant, for display.
+pub fn tenant_id() -> Option<String> {
+    text(&TENANT_ID)
+}
+
+pub fn jwks_file() -> Option<String> {
+    text(&JWKS_FILE)
+}
+
+pub fn password_auth() -> bool {
+    PASSWORD_AUTH.get()
+}
+
+pub fn log_logins() -> bool {
+    LOG_LOGINS.get()
+}
+
+/// True when `role` is listed in `aad_auth.skip_roles`.
+pub fn skips(role: &str) -> bool {
+    text(&SKIP_ROLES)
+        .and_then(|t| list::parse_identifiers(&t).ok())
+        .is_some_and(|names| names.iter().any(|n| n == role))
+}
+
+/// Runs `check` on a string GUC's proposed value; on failure, sets the detail PostgreSQL
+/// reports with "invalid value for parameter".
+///
+/// # Safety
+/// `newval` is the check hook's argument: a pointer to a (possibly null) C string.
+unsafe fn check_with(newval: *mut *mut c_char, check: impl Fn(&str) -> Result<(), String>) -> bool {
+    // SAFETY: PostgreSQL passes a valid pointer to the proposed value (which may be null).
+    let value = unsafe {
+        match *newval {
+            p if p.is_null() => return true,
+            p => CStr::from_ptr(p).to_string_lossy().into_owned(),
+        }
+    };
+    match check(value.trim()) {
+        Ok(()) => true,
+        Err(detail) => {
+            let detail = CString::new(detail).unwrap_or_default();
+            // SAFETY: GUC_check_errdetail_string is read by guc.c right after the hook returns;
+            // the copy lives in ErrorContext, which guc.c's reporting uses.
+            unsafe {
+                pg_sys::GUC_check_errcode(pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE as i32);
+                pg_sys::GUC_check_errdetail_string =
+                    pg_sys::MemoryContextStrdup(pg_sys::ErrorContext, detail.as_ptr());
+            }
+            false
+        }
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn check_tenant_id(
+    newval: *mut *mut c_char,
+    _extra: *mut *mut c_void,
+    _source: pg_sys::GucSource::Type,
+) -> bool {
+    // SAFETY: called by PostgreSQL as a string check hook.
+    unsafe {
+        check_with(newval, |v| match v {
+            "" => Ok(()),
+            v if v.parse::<Guid>().is_ok() => Ok(()),
+            _ => Err("aad_auth.tenant_id must be the tenant's id, a GUID such as 72f988bf-86f1-41af-91ab-2d7cd011db47.".into()),
+        })
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn check_url(
+    newval: *mut *mut c_char,
+    _extra: *mut *mut c_void,
+    _source: pg_sys::GucSource::Type,
+) -> bool {
+    // SAFETY: called by PostgreSQL as a string check hook.
+    unsafe {
+        check_with(newval, |v| {
+            if v.is_empty() || v.starts_with("https://") || is_loopback_http(v) {
+                Ok(())
+            } else {
+                Err("The address must start with https:// (plain http:// only to a loopback address).".into())
+            }
+        })
+    }
+}
+
+/// `http://` to 127.0.0.0/8, `localhost` or `[::1]`: allowed for tests and local stand-ins.
+pub fn is_loopback_http(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let host = rest.split(['/', '?']).next().unwrap_or("");
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    host == "localhost" || host == "::1" || host.starts_with("127.")
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn check_values(
+    newval: *mut *mut c_char,
+    _extra: *mut *mut c_void,
+    _source: pg_sys::GucSource::Type,
+) -> bool {
+    // SAFETY: called by PostgreSQL as a string check hook.
+    unsafe { check_with(newval, |v| list::parse_values(v).map(drop)) }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn check_identifiers(
+    newval: *mut *mut c_char,
+    _extra: *mut *mut c_void,
+    _source: pg_sys::GucSource::Type,
+) -> bool {
+    // SAFETY: called by PostgreSQL as a string check hook.
+    unsafe { check_with(newval, |v| list::parse_identifiers(v).map(drop)) }
+}

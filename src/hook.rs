@@ -1,0 +1,198 @@
+//! The authentication hook: where a sign-in is decided.
+//!
+//! PostgreSQL calls it after the pg_hba.conf method has run. On host-type `trust` lines aad_auth
+//! performs the whole exchange itself: it asks for a password and checks it — as an Entra ID
+//! access token for roles with a `pgaadauth` label, as the role's password otherwise. On
+//! password lines it can only veto (`aad_auth.password_auth = off`). Unix-socket connections
+//! are never touched: they are the break-glass path.
+
+use crate::error::Refusal;
+use crate::ffi_decls::{self, AadPortInfo, ClientAuthenticationHook, METHOD_PASSWORD, METHOD_TRUST};
+use crate::{gucs, keycache, seclabel};
+use aad_auth_core::{Label, Outcome, TokenError};
+use pgrx::prelude::*;
+use std::ffi::{c_char, c_int, CStr, CString};
+
+static mut PREVIOUS_HOOK: Option<ClientAuthenticationHook> = None;
+
+/// Installs the hook, keeping the one installed before us.
+pub fn init() {
+    // SAFETY: called once from _PG_init in the postmaster, before any connection exists.
+    unsafe {
+        PREVIOUS_HOOK = ffi_decls::ClientAuthentication_hook;
+        ffi_decls::ClientAuthentication_hook = Some(client_authentication);
+    }
+}
+
+/// What the hook needs from `Port`, owned.
+struct Connection {
+    role: String,
+    database: String,
+    remote_host: String,
+    unix_socket: bool,
+    method: c_int,
+}
+
+impl Connection {
+    /// # Safety
+    /// `port` is the live `Port` PostgreSQL handed to the hook.
+    unsafe fn read(port: *mut pg_sys::Port) -> Connection {
+        let mut info = AadPortInfo {
+            user_name: std::ptr::null(),
+            database_name: std::ptr::null(),
+            remote_host: std::ptr::null(),
+            is_unix_socket: 0,
+            method: 0,
+            hba_line: 0,
+        };
+        // SAFETY: port is valid (caller); info is a local the shim fills.
+        unsafe { ffi_decls::aad_auth_port_info(port, &mut info) };
+        let text = |p: *const c_char| {
+            if p.is_null() {
+                String::new()
+            } else {
+                // SAFETY: the pointers are Port's NUL-terminated strings, alive for the call.
+                unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+            }
+        };
+        Connection {
+            role: text(info.user_name),
+            database: text(info.database_name),
+            remote_host: text(info.remote_host),
+            unix_socket: info.is_unix_socket != 0,
+            method: info.method,
+        }
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn client_authentication(port: *mut pg_sys::Port, status: c_int) {
+    // SAFETY: PREVIOUS_HOOK is written once in _PG_init, before any connection.
+    if let Some(previous) = unsafe { PREVIOUS_HOOK } {
+        // SAFETY: same arguments PostgreSQL gave us.
+        unsafe { previous(port, status) };
+    }
+    if status != pg_sys::STATUS_OK as c_int {
+        return; // already refused by the pg_hba.conf method
+    }
+    // SAFETY: port is the live Port of this connection.
+    let conn = unsafe { Connection::read(port) };
+    if conn.unix_socket || gucs::skips(&conn.role) {
+        return;
+    }
+    match conn.method {
+        METHOD_TRUST => governed(port, &conn),
+        METHOD_PASSWORD if !gucs::password_auth() => Refusal::PasswordDisabled { role: conn.role }.raise(),
+        _ => {}
+    }
+}
+
+/// A host-type `trust` line: ask for a credential and decide.
+fn governed(port: *mut pg_sys::Port, conn: &Connection) {
+    match seclabel::role_label(&conn.role) {
+        Some(label) => token_sign_in(port, conn, &label),
+        None if !gucs::password_auth() => Refusal::PasswordDisabled { role: conn.role.clone() }.raise(),
+        None => password_sign_in(port, conn),
+    }
+}
+
+/// Asks the client for a password; returns it as bytes (valid until the end of authentication).
+fn receive_password(port: *mut pg_sys::Port) -> &'static [u8] {
+    let mut len: c_int = 0;
+    // SAFETY: port is live; the shim returns a palloc'd buffer of `len` bytes (plus NUL) in the
+    // authentication memory context, which outlives the hook; or exits the process.
+    unsafe {
+        let data = ffi_decls::aad_auth_recv_password(port, &mut len);
+        std::slice::from_raw_parts(data.cast::<u8>(), usize::try_from(len).unwrap_or(0))
+    }
+}
+
+fn token_sign_in(port: *mut pg_sys::Port, conn: &Connection, label: &Result<Label, String>) {
+    let token = receive_password(port);
+    let label = match label {
+        Ok(label) => label,
+        Err(detail) => Refusal::BadLabel {
+            role: conn.role.clone(),
+            detail: detail.clone(),
+        }
+        .raise(),
+    };
+    let outcome = match (gucs::policy(), keycache::current()) {
+        (Err(e), _) => Outcome { result: Err(e), audit: Default::default() },
+        (Ok(_), Err(keycache::KeysUnavailable(why))) => {
+            log!("aad_auth: {why}");
+            Outcome { result: Err(TokenError::NoKeys), audit: Default::default() }
+        }
+        (Ok(policy), Ok(keys)) => aad_auth_core::validate(token, &keys, &policy, label, now()),
+    };
+    if gucs::log_logins() {
+        audit(conn, label, &outcome);
+    }
+    if let Err(error) = outcome.result {
+        Refusal::Token { role: conn.role.clone(), error }.raise();
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// One log line per Entra sign-in, accepted or refused.
+fn audit(conn: &Connection, label: &Label, outcome: &Outcome) {
+    let a = &outcome.audit;
+    let field = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    let who = format!(
+        "role=\"{}\" database=\"{}\" host={} label_type={} token_type={} oid={} name={} appid={} tenant={} kid={}",
+        conn.role,
+        conn.database,
+        conn.remote_host,
+        label.kind.as_str(),
+        a.kind.unwrap_or("-"),
+        field(&a.oid),
+        field(&a.name),
+        field(&a.appid),
+        field(&a.tid),
+        field(&a.kid),
+    );
+    match &outcome.result {
+        Ok(_) => log!("aad_auth: sign-in accepted: {who}"),
+        Err(e) => log!("aad_auth: sign-in refused: {who} reason=\"{}\"", e.log_detail()),
+    }
+}
+
+/// An ordinary role (or one that does not exist) on a governed line: its password, checked
+/// against the stored SCRAM or MD5 secret. A missing role gets the same exchange, the same
+/// work and the same message as a wrong password.
+fn password_sign_in(port: *mut pg_sys::Port, conn: &Connection) {
+    let password = receive_password(port);
+    let role = CString::new(conn.role.as_str()).unwrap_or_default();
+    let refuse = |detail: String| Refusal::Password { role: conn.role.clone(), detail }.raise();
+    if password.is_empty() {
+        refuse("empty password".into());
+    }
+    // The password buffer is NUL-terminated by the shim and has no interior NUL.
+    let client_pass = password.as_ptr().cast::<c_char>();
+    let mut logdetail: *const c_char = std::ptr::null();
+    // SAFETY: role and client_pass are NUL-terminated; logdetail is an out-parameter.
+    let ok = unsafe {
+        let shadow = pg_sys::get_role_password(role.as_ptr(), &mut logdetail);
+        let shadow = if shadow.is_null() { DUMMY_SECRET.as_ptr().cast_mut() } else { shadow };
+        let status = pg_sys::plain_crypt_verify(role.as_ptr(), shadow, client_pass, &mut logdetail);
+        status == pg_sys::STATUS_OK as c_int && shadow != DUMMY_SECRET.as_ptr().cast_mut()
+    };
+    if !ok {
+        let detail = if logdetail.is_null() {
+            "password does not match".to_owned()
+        } else {
+            // SAFETY: PostgreSQL sets logdetail to a NUL-terminated message.
+            unsafe { CStr::from_ptr(logdetail) }.to_string_lossy().into_owned()
+        };
+        refuse(detail);
+    }
+}
+
+/// A well-formed SCRAM secret no password matches, verified when the role has no password or
+/// does not exist, so that such a sign-in costs what a wrong password costs.
+static DUMMY_SECRET: &CStr = c"SCRAM-SHA-256$4096:YWFkX2F1dGhkdW1teXNhbHQ=$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";

@@ -1,0 +1,94 @@
+//! aad_auth: Microsoft Entra ID (Azure AD) sign-in for self-hosted PostgreSQL.
+//!
+//! The decisions live in the pure crate `aad_auth_core`; this crate is the shell around it:
+//! - `hook.rs`: the authentication hook, where a sign-in is decided;
+//! - `gucs.rs`: the `aad_auth.*` settings;
+//! - `keycache.rs`: the signing keys;
+//! - `seclabel.rs`: the `pgaadauth` label provider;
+//! - `api.rs`: the `pgaadauth_*` SQL functions;
+//! - `error.rs`: how a refusal reaches the client and the log.
+
+use pgrx::prelude::*;
+
+mod api;
+mod error;
+mod ffi_decls;
+mod gucs;
+mod hook;
+mod keycache;
+mod seclabel;
+
+/// `#[pg_guard]` on our own `extern` blocks expands to `crate::ffi::pg_guard_ffi_boundary`.
+pub mod ffi {
+    pub use pgrx::pg_sys::ffi::pg_guard_ffi_boundary;
+}
+
+::pgrx::pg_module_magic!();
+
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    // Refuse to load anywhere but shared_preload_libraries: the hook must be in the postmaster.
+    // SAFETY: a plain read of a server global.
+    if !unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "aad_auth must be loaded via shared_preload_libraries",
+            "Add aad_auth to shared_preload_libraries in postgresql.conf (shared_preload_libraries = 'aad_auth') and restart the server."
+        );
+    }
+    // Settings, then reserve the prefix so misspelt aad_auth.* settings are reported.
+    gucs::init();
+    // SAFETY: called once in _PG_init with a static C string.
+    unsafe { pg_sys::MarkGUCPrefixReserved(c"aad_auth".as_ptr()) };
+    // The label provider.
+    seclabel::init();
+    // The authentication hook.
+    hook::init();
+    // Signing keys, parsed once here so that every backend inherits them.
+    keycache::load_at_startup();
+    // Which pg_hba.conf lines aad_auth governs.
+    log_governed_lines();
+}
+
+/// Logs the host-type `trust` lines of pg_hba.conf: the lines on which aad_auth demands a
+/// credential.
+fn log_governed_lines() {
+    // SAFETY: HbaFileName is a GUC string set before shared_preload_libraries are loaded.
+    let path = unsafe { pg_sys::HbaFileName };
+    if path.is_null() {
+        return;
+    }
+    // SAFETY: non-null GUC strings are NUL-terminated.
+    let path = unsafe { std::ffi::CStr::from_ptr(path) }.to_string_lossy().into_owned();
+    let Ok(conf) = std::fs::read_to_string(&path) else {
+        return;
+    };
+    let lines = aad_auth_core::hba::governed_lines(&conf);
+    if lines.is_empty() {
+        log!("aad_auth: no host-type trust line in {path}: aad_auth governs no connection");
+    }
+    for line in lines {
+        log!("aad_auth: governs {path} line {}: {}", line.number, line.text);
+    }
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests;
+
+/// Required by `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![
+            "shared_preload_libraries = 'aad_auth'",
+            "aad_auth.tenant_id = '72f988bf-86f1-41af-91ab-2d7cd011db47'",
+            // The test runner connects over TCP without a password.
+            "aad_auth.skip_roles = 'postgres, root'",
+        ]
+    }
+}

@@ -1,0 +1,114 @@
+/*
+ * shim.c: the few things aad_auth needs from PostgreSQL that pgrx's bindings do not expose:
+ * fields of Port and HbaLine (opaque there), the password exchange (auth.c keeps its own
+ * static), and ereport with a detail for the server log only. Compiled against the server's
+ * own headers, so the struct layouts always match the server that loads the library.
+ */
+#include "postgres.h"
+
+#include <sys/socket.h>
+
+#include "libpq/auth.h"
+#include "libpq/hba.h"
+#include "libpq/libpq.h"
+#include "libpq/libpq-be.h"
+#include "libpq/pqformat.h"
+#include "miscadmin.h"
+#include "storage/ipc.h"
+
+/* PostgreSQL's own bound on a password message (auth.c). */
+#define AAD_MAX_PASSWORD_MESSAGE 65535
+
+/* What the hook needs to know about a connection, copied out of Port. */
+typedef struct AadPortInfo
+{
+	const char *user_name;
+	const char *database_name;
+	const char *remote_host;
+	int			is_unix_socket;
+	int			method;			/* AAD_METHOD_* */
+	int			hba_line;
+} AadPortInfo;
+
+enum
+{
+	AAD_METHOD_OTHER = 0,
+	AAD_METHOD_TRUST = 1,
+	AAD_METHOD_PASSWORD = 2,	/* password, md5, scram-sha-256 */
+};
+
+void
+aad_auth_port_info(Port *port, AadPortInfo *out)
+{
+	out->user_name = port->user_name;
+	out->database_name = port->database_name;
+	out->remote_host = port->remote_host;
+	out->is_unix_socket = port->raddr.addr.ss_family == AF_UNIX;
+	out->method = AAD_METHOD_OTHER;
+	out->hba_line = 0;
+	if (port->hba != NULL)
+	{
+		UserAuth	m = port->hba->auth_method;
+
+		out->hba_line = port->hba->linenumber;
+		if (m == uaTrust)
+			out->method = AAD_METHOD_TRUST;
+		else if (m == uaPassword || m == uaMD5 || m == uaSCRAM)
+			out->method = AAD_METHOD_PASSWORD;
+		/* a local line is never governed, whatever the socket */
+		if (port->hba->conntype == ctLocal)
+			out->is_unix_socket = 1;
+	}
+}
+
+/*
+ * Sends AuthenticationCleartextPassword and reads the PasswordMessage, as auth.c's
+ * recv_password_packet does: bounded by PostgreSQL's own limit, NUL-checked.
+ * Returns the password (palloc'd, NUL-terminated) and its length in *len.
+ * A client that hangs up instead of answering ends the backend quietly, as PostgreSQL does.
+ * Protocol violations raise ERROR (FATAL during authentication).
+ */
+char *
+aad_auth_recv_password(Port *port, int *len)
+{
+	StringInfoData buf;
+	int			mtype;
+
+	sendAuthRequest(port, AUTH_REQ_PASSWORD, NULL, 0);
+	pq_startmsgread();
+	mtype = pq_getbyte();
+	if (mtype != 'p')
+	{
+		if (mtype != EOF)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROTOCOL_VIOLATION),
+					 errmsg("expected password response, got message type %d",
+							mtype)));
+		proc_exit(0);
+	}
+	initStringInfo(&buf);
+	if (pq_getmessage(&buf, AAD_MAX_PASSWORD_MESSAGE))
+		proc_exit(0);			/* EOF, or over the limit: already logged */
+	if (strlen(buf.data) + 1 != (size_t) buf.len)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROTOCOL_VIOLATION),
+				 errmsg("invalid password packet size")));
+	*len = buf.len - 1;
+	return buf.data;
+}
+
+/*
+ * Ends the connection: ereport(FATAL) with SQLSTATE `sqlstate` (five characters), a message
+ * for the client and a detail for the server log only. FATAL exits the process; it never
+ * returns (and never longjmps through Rust frames).
+ */
+pg_attribute_noreturn() void
+aad_auth_fatal(const char *sqlstate, const char *message, const char *detail_log)
+{
+	ereport(FATAL,
+			(errcode(MAKE_SQLSTATE(sqlstate[0], sqlstate[1], sqlstate[2],
+								   sqlstate[3], sqlstate[4])),
+			 errmsg("%s", message),
+			 detail_log ? errdetail_log("%s", detail_log) : 0));
+	pg_unreachable();
+}
