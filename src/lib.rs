@@ -41,12 +41,12 @@ pub extern "C-unwind" fn _PG_init() {
     gucs::init();
     // SAFETY: called once in _PG_init with a static C string.
     unsafe { pg_sys::MarkGUCPrefixReserved(c"aad_auth".as_ptr()) };
+    // Shared memory for the cluster's signing keys (loaded once it exists).
+    keycache::init();
     // The label provider.
     seclabel::init();
     // The authentication hook.
     hook::init();
-    // Signing keys, parsed once here so that every backend inherits them.
-    keycache::load_at_startup();
     // Which pg_hba.conf lines aad_auth governs.
     log_governed_lines();
 }
@@ -73,9 +73,13 @@ fn log_governed_lines() {
     }
 }
 
+// `#[pg_schema]` cannot take a file module (`mod tests;`, rust-lang/rust#54727), so the tests'
+// file is included into an inline module: the functions land in the SQL schema `tests`.
 #[cfg(any(test, feature = "pg_test"))]
 #[pg_schema]
-mod tests;
+mod tests {
+    include!("tests.rs");
+}
 
 /// Required by `cargo pgrx test`.
 #[cfg(test)]

@@ -28,6 +28,9 @@ pub struct Jwk {
     /// Modulus size in bits.
     pub bits: usize,
     pub(crate) key: DecodingKey,
+    /// Modulus and exponent, big-endian without leading zeros (for [`KeySet::to_compact_json`]).
+    n: Vec<u8>,
+    e: Vec<u8>,
 }
 
 impl fmt::Debug for Jwk {
@@ -131,6 +134,41 @@ impl KeySet {
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
+
+    /// The usable keys as a compact JWKS document (`kty`, `kid`, `x5t`, `n`, `e`, `issuer`
+    /// only), at most `capacity` bytes: keys that do not fit are left out and counted in the
+    /// second value. Parsing the result gives the same keys.
+    pub fn to_compact_json(&self, capacity: usize) -> (String, usize) {
+        let mut doc = String::from("{\"keys\":[");
+        let mut left_out = 0;
+        for key in &self.keys {
+            let mut entry = serde_json::json!({
+                "kty": "RSA",
+                "use": "sig",
+                "kid": key.kid,
+                "n": URL_SAFE_NO_PAD.encode(&key.n),
+                "e": URL_SAFE_NO_PAD.encode(&key.e),
+            });
+            if let Some(x5t) = &key.x5t {
+                entry["x5t"] = x5t.clone().into();
+            }
+            if let Some(issuer) = &key.issuer {
+                entry["issuer"] = issuer.clone().into();
+            }
+            let entry = entry.to_string();
+            let separator = usize::from(!doc.ends_with('['));
+            if doc.len() + separator + entry.len() + 2 > capacity {
+                left_out += 1;
+                continue;
+            }
+            if separator == 1 {
+                doc.push(',');
+            }
+            doc.push_str(&entry);
+        }
+        doc.push_str("]}");
+        (doc, left_out)
+    }
 }
 
 fn parse_key(entry: &Value) -> Result<Jwk, String> {
@@ -209,5 +247,46 @@ fn parse_key(entry: &Value) -> Result<Jwk, String> {
         issuer: text("issuer")?.map(str::to_owned),
         bits,
         key: DecodingKey::from_rsa_raw_components(n_trimmed, e_trimmed),
+        n: n_trimmed.to_vec(),
+        e: e_trimmed.to_vec(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const N: &str = "u1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gunVTLw7onLRnrq0_IzW7yWR7QkrmBL7jTKEn5u-qKhbwKfBstIs-bMY2Zkp18gnTxKLxoS2tFczGkPLPgizskuemMghRniWaoLcyehkd3qqGElvW_VDL5AaWTg0nLVkjRo9z-40RQzuVaE8AkAFmxZzow3x-VJYKdjykkJ0iT9wCS0DRTXu269V264Vf_3jvredZiKRkgwlL9xNAwxXFg0x_XFw005UWVRIkdgcKWTjpBP2dPwVZ4WWC-9aGVd-Gyn1o0CLelf4rEjGoXbAAEgAqeGUxrcIlbjXfbcmw";
+
+    fn doc(n_keys: usize) -> String {
+        let keys: Vec<_> = (0..n_keys)
+            .map(|i| serde_json::json!({"kty":"RSA","use":"sig","kid":format!("k{i}"),"x5t":format!("k{i}"),"n":N,"e":"AQAB","issuer":"https://login.microsoftonline.com/{tenantid}/v2.0","x5c":["MIIC..."]}))
+            .collect();
+        serde_json::json!({ "keys": keys }).to_string()
+    }
+
+    #[test]
+    fn jwks_compact_json_round_trips() {
+        let set = KeySet::parse(doc(3).as_bytes()).unwrap();
+        let (compact, left_out) = set.to_compact_json(1 << 20);
+        assert_eq!(left_out, 0);
+        assert!(!compact.contains("x5c"));
+        let again = KeySet::parse(compact.as_bytes()).unwrap();
+        assert_eq!(again.keys().len(), 3);
+        for (a, b) in set.keys().iter().zip(again.keys()) {
+            assert_eq!((&a.kid, &a.x5t, &a.issuer, a.bits, &a.n, &a.e), (&b.kid, &b.x5t, &b.issuer, b.bits, &b.n, &b.e));
+        }
+    }
+
+    #[test]
+    fn jwks_compact_json_respects_capacity() {
+        let set = KeySet::parse(doc(10).as_bytes()).unwrap();
+        let (one, _) = set.to_compact_json(1 << 20);
+        let capacity = one.len() / 2;
+        let (half, left_out) = set.to_compact_json(capacity);
+        assert!(half.len() <= capacity);
+        assert!(left_out > 0);
+        let parsed = KeySet::parse(half.as_bytes()).unwrap();
+        assert_eq!(parsed.keys().len() + left_out, 10);
+    }
 }

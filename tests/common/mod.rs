@@ -1,0 +1,449 @@
+//! The end-to-end harness: a real PostgreSQL cluster with aad_auth preloaded and a real
+//! pg_hba.conf, a key set the test generates, tokens it mints, and real clients — psql (libpq)
+//! and a small wire-protocol client that can also send what libpq never would.
+//!
+//! The cluster runs as the `postgres` system user when the tests run as root (initdb refuses
+//! root), on a free loopback port, with its socket in its own directory. It is stopped on drop,
+//! and by a watchdog if the test process dies first.
+
+#![allow(dead_code, unused_imports)]
+
+pub use aad_auth_testkit::serde_json::{json, Value};
+pub use aad_auth_testkit::{header, jwks, mint, mint_raw, now, with, Claims, TestKey};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+pub const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+pub const OTHER_TENANT: &str = "f8cdef31-a31e-4b4a-93e4-5f571e91255a";
+
+/// A fresh object id for each call (tests must not share principals by accident).
+pub fn new_oid() -> String {
+    static N: AtomicUsize = AtomicUsize::new(1);
+    let n = N.fetch_add(1, Ordering::Relaxed) as u64;
+    let pid = u64::from(std::process::id());
+    format!("{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}", pid & 0xffff_ffff, n & 0xffff, (n >> 16) & 0xfff, pid & 0xfff, n * 7919)
+}
+
+/// One signing key per test process (RSA generation is slow).
+pub fn key() -> &'static TestKey {
+    static KEY: OnceLock<TestKey> = OnceLock::new();
+    KEY.get_or_init(|| TestKey::generate("e2e-key-1"))
+}
+
+/// A second key, never published in the cluster's key set unless a test puts it there.
+pub fn other_key() -> &'static TestKey {
+    static KEY: OnceLock<TestKey> = OnceLock::new();
+    KEY.get_or_init(|| TestKey::generate("e2e-key-2"))
+}
+
+pub fn user_token(oid: &str, upn: &str) -> String {
+    mint(key(), &header(&key().kid), &Claims::user(TENANT, oid, upn))
+}
+
+pub fn app_token(oid: &str, appid: &str) -> String {
+    mint(key(), &header(&key().kid), &Claims::app(TENANT, oid, appid))
+}
+
+fn pg_config() -> String {
+    std::env::var("PG_CONFIG").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin/pg_config".into())
+}
+
+pub fn bindir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let out = Command::new(pg_config()).arg("--bindir").output().expect("run pg_config");
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    })
+    .clone()
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// Runs a server binary as the cluster's owner.
+fn as_owner(program: &Path) -> Command {
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// How a test wants its cluster.
+pub struct Setup {
+    /// Extra postgresql.conf lines.
+    pub conf: Vec<String>,
+    /// pg_hba.conf lines placed before the default `host all all 127.0.0.1/32 trust`.
+    pub hba_before: Vec<String>,
+    /// Whether to preload aad_auth.
+    pub preload: bool,
+    /// The key set file content; None leaves aad_auth.jwks_file unset.
+    pub jwks: Option<String>,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup { conf: Vec::new(), hba_before: Vec::new(), preload: true, jwks: Some(jwks(&[key()])) }
+    }
+}
+
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub port: u16,
+}
+
+impl Cluster {
+    pub fn start(setup: Setup) -> Cluster {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "aad_auth_e2e_{}_{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create cluster dir");
+        let port = free_port();
+        let jwks_path = dir.join("jwks.json");
+        if let Some(doc) = &setup.jwks {
+            std::fs::write(&jwks_path, doc).expect("write jwks");
+        }
+        if is_root() {
+            let ok = Command::new("chown").args(["-R", "postgres:"]).arg(&dir).status().expect("chown");
+            assert!(ok.success(), "chown cluster dir");
+        }
+        let data = dir.join("data");
+        let out = as_owner(&bindir().join("initdb"))
+            .args(["-D"])
+            .arg(&data)
+            .args(["-U", "postgres", "--auth-local=trust", "--auth-host=reject", "-N"])
+            .output()
+            .expect("initdb");
+        assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
+        let mut conf = vec![
+            "listen_addresses = '127.0.0.1'".to_string(),
+            format!("port = {port}"),
+            format!("unix_socket_directories = '{}'", dir.display()),
+            "fsync = off".into(),
+            "max_connections = 100".into(),
+            "log_line_prefix = '%m [%p] '".into(),
+            format!("aad_auth.tenant_id = '{TENANT}'"),
+        ];
+        if setup.preload {
+            conf.push("shared_preload_libraries = 'aad_auth'".into());
+        }
+        if setup.jwks.is_some() {
+            conf.push(format!("aad_auth.jwks_file = '{}'", jwks_path.display()));
+        }
+        conf.extend(setup.conf);
+        append(&data.join("postgresql.conf"), &conf.join("\n"));
+        let mut hba = vec!["local all all trust".to_string()];
+        hba.extend(setup.hba_before);
+        hba.push("host all all 127.0.0.1/32 trust".into());
+        std::fs::write(data.join("pg_hba.conf"), hba.join("\n") + "\n").expect("pg_hba.conf");
+        let cluster = Cluster { dir, port };
+        cluster.pg_ctl(&["-w", "-t", "30", "-l"], true);
+        cluster.watchdog();
+        cluster
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("server.log")
+    }
+
+    fn pg_ctl(&self, extra: &[&str], start: bool) {
+        let mut cmd = as_owner(&bindir().join("pg_ctl"));
+        cmd.arg("-D").arg(self.data());
+        if start {
+            cmd.args(extra).arg(self.log_path()).arg("start");
+        } else {
+            cmd.args(extra).arg("stop");
+        }
+        let out = cmd.stdin(Stdio::null()).output().expect("pg_ctl");
+        assert!(
+            out.status.success() || !start,
+            "pg_ctl start failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+    }
+
+    /// Stops the cluster if this test process dies without dropping it.
+    fn watchdog(&self) {
+        let script = format!(
+            "while [ -d /proc/{pid} ]; do sleep 1; done; {ctl} -D '{data}' -m immediate stop >/dev/null 2>&1",
+            pid = std::process::id(),
+            ctl = bindir().join("pg_ctl").display(),
+            data = self.data().display()
+        );
+        let mut cmd = if is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--", "sh", "-c", &script]);
+            c
+        } else {
+            let mut c = Command::new("sh");
+            c.args(["-c", &script]);
+            c
+        };
+        let _ = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn();
+    }
+
+    pub fn restart(&self) {
+        self.pg_ctl(&["-m", "fast", "-w"], false);
+        self.pg_ctl(&["-w", "-t", "30", "-l"], true);
+    }
+
+    /// SQL as the superuser over the unix socket (never governed by aad_auth).
+    pub fn admin(&self, sql: &str) -> String {
+        let out = Command::new(bindir().join("psql"))
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
+            .arg(&self.dir)
+            .args(["-p", &self.port.to_string(), "-U", "postgres", "-d", "postgres", "-c", sql])
+            .output()
+            .expect("psql");
+        assert!(out.status.success(), "admin SQL failed: {sql}\n{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// Changes settings with ALTER SYSTEM and reloads.
+    pub fn reload_with(&self, settings: &[(&str, &str)]) {
+        for (name, value) in settings {
+            self.admin(&format!("ALTER SYSTEM SET {name} = '{value}'"));
+        }
+        self.admin("SELECT pg_reload_conf()");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    /// Binds a new role to an Entra object.
+    pub fn principal(&self, role: &str, oid: &str, kind: &str) {
+        let r = self.admin(&format!(
+            "SELECT pgaadauth_create_principal_with_oid('{}', '{oid}', '{kind}', false, false)",
+            role.replace('\'', "''")
+        ));
+        assert_eq!(r, format!("Created role for \"{role}\""));
+    }
+
+    /// psql over TCP (a governed line) with `password` as PGPASSWORD.
+    pub fn psql(&self, role: &str, password: &str, sql: &str) -> Output {
+        Command::new(bindir().join("psql"))
+            .args(["-X", "-A", "-t", "-w", "-c", sql])
+            .arg(format!("host=127.0.0.1 port={} dbname=postgres user='{}'", self.port, role.replace('\'', "\\'")))
+            .env("PGPASSWORD", password)
+            .env("PGCONNECT_TIMEOUT", "20")
+            .env_remove("PGSERVICE")
+            .output()
+            .expect("psql")
+    }
+
+    /// Signs in with psql and returns `current_user`, or psql's error text.
+    pub fn sign_in(&self, role: &str, password: &str) -> Result<String, String> {
+        let out = self.psql(role, password, "SELECT current_user");
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// The postmaster never had to restart a crashed backend.
+    pub fn assert_no_crash(&self) {
+        let log = self.log();
+        for marker in ["terminated by signal", "was terminated by exception", "terminating any other active server processes", "all server processes terminated; reinitializing", "PANIC:"] {
+            assert!(!log.contains(marker), "the server log shows a crash ({marker}):\n{log}");
+        }
+        // and it still accepts connections
+        assert_eq!(self.admin("SELECT 1"), "1");
+    }
+
+    /// A wire-protocol client connected over TCP.
+    pub fn raw(&self, role: &str) -> RawClient {
+        RawClient::connect(self.port, role, "postgres")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.pg_ctl(&["-m", "immediate", "-w"], false);
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        } else {
+            eprintln!("cluster kept for inspection: {}", self.dir.display());
+        }
+    }
+}
+
+fn append(path: &Path, text: &str) {
+    let mut f = std::fs::OpenOptions::new().append(true).open(path).expect("open conf");
+    writeln!(f, "\n{text}").expect("append conf");
+}
+
+/// The one cluster most tests share: default settings, never reconfigured.
+pub fn shared() -> &'static Cluster {
+    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        let c = Cluster::start(Setup::default());
+        c.admin("CREATE EXTENSION aad_auth");
+        c
+    })
+}
+
+/// What the server answered to a sign-in attempt.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// AuthenticationOk.
+    Ok,
+    /// ErrorResponse: SQLSTATE and message.
+    Error { code: String, message: String },
+    /// The server closed the connection without a word.
+    Closed,
+}
+
+/// A minimal PostgreSQL wire-protocol client (protocol 3.0, no TLS): enough to sign in with
+/// any bytes as the password and to see exactly what the server answers.
+pub struct RawClient {
+    stream: TcpStream,
+}
+
+impl RawClient {
+    pub fn connect(port: u16, user: &str, database: &str) -> RawClient {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+        let mut body = Vec::new();
+        body.extend_from_slice(&196608u32.to_be_bytes());
+        for (k, v) in [("user", user), ("database", database)] {
+            body.extend_from_slice(k.as_bytes());
+            body.push(0);
+            body.extend_from_slice(v.as_bytes());
+            body.push(0);
+        }
+        body.push(0);
+        let mut msg = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+        msg.extend(body);
+        let mut client = RawClient { stream };
+        client.stream.write_all(&msg).expect("startup");
+        client
+    }
+
+    /// Reads one message: (type, body); None on EOF.
+    pub fn read(&mut self) -> Option<(u8, Vec<u8>)> {
+        let mut head = [0u8; 5];
+        self.stream.read_exact(&mut head).ok()?;
+        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        let mut body = vec![0u8; len.saturating_sub(4)];
+        self.stream.read_exact(&mut body).ok()?;
+        Some((head[0], body))
+    }
+
+    /// Expects the server to ask for a cleartext password (AuthenticationCleartextPassword).
+    pub fn expect_password_request(&mut self) {
+        let answer = self.read();
+        assert_eq!(answer, Some((b'R', 3u32.to_be_bytes().to_vec())), "expected a cleartext password request");
+    }
+
+    /// Sends a PasswordMessage with exactly `bytes` followed by a NUL.
+    pub fn send_password(&mut self, bytes: &[u8]) {
+        let mut payload = bytes.to_vec();
+        payload.push(0);
+        self.send(b'p', &payload);
+    }
+
+    /// Sends any message.
+    pub fn send(&mut self, kind: u8, payload: &[u8]) {
+        let mut msg = vec![kind];
+        msg.extend_from_slice(&((payload.len() + 4) as u32).to_be_bytes());
+        msg.extend_from_slice(payload);
+        // The server may close early (oversized messages): a failed write is not a test failure.
+        let _ = self.stream.write_all(&msg);
+    }
+
+    /// Reads the server's verdict.
+    pub fn answer(&mut self) -> Answer {
+        match self.read() {
+            None => Answer::Closed,
+            Some((b'R', body)) if body == 0u32.to_be_bytes() => Answer::Ok,
+            Some((b'E', body)) => {
+                let mut code = String::new();
+                let mut message = String::new();
+                for field in body.split(|&b| b == 0).filter(|f| !f.is_empty()) {
+                    let text = String::from_utf8_lossy(&field[1..]).into_owned();
+                    match field[0] {
+                        b'C' => code = text,
+                        b'M' => message = text,
+                        _ => {}
+                    }
+                }
+                Answer::Error { code, message }
+            }
+            Some((kind, body)) => panic!("unexpected message {:?} {:?}", kind as char, body),
+        }
+    }
+
+    /// After AuthenticationOk: runs one query and returns the first column of the first row.
+    pub fn query_one(&mut self, sql: &str) -> String {
+        let mut q = sql.as_bytes().to_vec();
+        q.push(0);
+        loop {
+            match self.read().expect("server closed") {
+                (b'Z', _) => break,
+                (b'E', body) => panic!("error after sign-in: {}", String::from_utf8_lossy(&body)),
+                _ => {}
+            }
+        }
+        self.send(b'Q', &q);
+        let mut value = None;
+        loop {
+            match self.read().expect("server closed") {
+                (b'D', body) => {
+                    let len = i32::from_be_bytes([body[2], body[3], body[4], body[5]]);
+                    value = Some(String::from_utf8_lossy(&body[6..6 + len.max(0) as usize]).into_owned());
+                }
+                (b'Z', _) => break,
+                (b'E', body) => panic!("query error: {}", String::from_utf8_lossy(&body)),
+                _ => {}
+            }
+        }
+        value.expect("no row")
+    }
+
+    /// Signs in with `password` and returns the verdict.
+    pub fn sign_in(port: u16, role: &str, password: &[u8]) -> Answer {
+        let mut c = RawClient::connect(port, role, "postgres");
+        c.expect_password_request();
+        c.send_password(password);
+        c.answer()
+    }
+}
+
+/// The message of a refusal, or a panic if it was not one.
+pub fn refusal(answer: Answer) -> (String, String) {
+    match answer {
+        Answer::Error { code, message } => (code, message),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
