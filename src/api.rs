@@ -24,7 +24,7 @@ fn fail(code: PgSqlErrorCode, message: String, hint: &str) -> ! {
     unreachable!("ereport(ERROR) returned")
 }
 
-fn required<'a, T>(value: Option<T>, name: &str) -> T {
+fn required<T>(value: Option<T>, name: &str) -> T {
     value.unwrap_or_else(|| {
         fail(
             PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
@@ -249,6 +249,7 @@ fn pgaadauth_drop_principal(rolename: Option<&str>) -> String {
 
 /// The Entra ID principals: all of them, or only the admins when `isAdminValue` is true.
 /// `pgaadauth_list_principals` wraps this with Azure's column types.
+#[allow(clippy::type_complexity)]
 #[pg_extern]
 fn aad_auth_principals(
     isadminvalue: Option<bool>,

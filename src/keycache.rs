@@ -245,6 +245,7 @@ fn timestamp(unix: i64) -> Option<TimestampWithTimeZone> {
 
 /// What the key store holds: its source, the key ids, when it last loaded and failed, the
 /// last error, and how many loads it has done (one per change of the source, not per sign-in).
+#[allow(clippy::type_complexity)]
 #[pg_extern]
 fn aad_auth_jwks_status() -> TableIterator<
     'static,
@@ -275,3 +276,13 @@ fn aad_auth_jwks_status() -> TableIterator<
     );
     TableIterator::once(row)
 }
+
+extension_sql!(
+    r#"
+-- The key store's status names the key source: for superusers and Entra ID admins.
+REVOKE EXECUTE ON FUNCTION aad_auth_jwks_status() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION aad_auth_jwks_status() TO azure_pg_admin;
+"#,
+    name = "jwks_status_privileges",
+    requires = [aad_auth_jwks_status, "list_principals"]
+);

@@ -34,7 +34,7 @@ impl FromStr for Guid {
                 b'A'..=b'F' => c - b'A' + 10,
                 _ => return Err(NotAGuid),
             };
-            out[nibbles / 2] |= if nibbles % 2 == 0 { v << 4 } else { v };
+            out[nibbles / 2] |= if nibbles.is_multiple_of(2) { v << 4 } else { v };
             nibbles += 1;
         }
         Ok(Guid(out))

@@ -2,6 +2,8 @@
 //! may sign in as a role, with no PostgreSQL in it. Time is passed in; errors are
 //! [`TokenError`]s that carry both the client's message and the log's detail.
 
+#![forbid(unsafe_code)]
+
 pub mod error;
 pub mod guid;
 pub mod hba;

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what building and testing aad_auth needs, idempotently: Debian packages (only the
+# missing ones), cargo-pgrx at the version pinned in Cargo.toml (skipped when present), and
+# `cargo pgrx init` against the system pg_config (offline: pgrx never downloads PostgreSQL).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
+PGRX_VERSION=$(sed -n 's/^pgrx = "=\(.*\)"/\1/p' Cargo.toml)
+PACKAGES=(postgresql-15 postgresql-server-dev-15 clang libclang-dev pkg-config libkrb5-dev libssl-dev sudo python3)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" != 0 ]; then
+        echo "setup: these packages are missing and installing them needs root: ${missing[*]}" >&2
+        exit 1
+    fi
+    echo "setup: installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! cargo pgrx --version 2>/dev/null | grep -qF "$PGRX_VERSION"; then
+    echo "setup: installing cargo-pgrx $PGRX_VERSION (about 6 minutes, once)"
+    cargo install --locked cargo-pgrx --version "$PGRX_VERSION"
+fi
+
+PGRX_HOME=${PGRX_HOME:-$HOME/.pgrx}
+if ! grep -qs "^pg15 = \"$PG_CONFIG\"" "$PGRX_HOME/config.toml"; then
+    cargo pgrx init --pg15 "$PG_CONFIG"
+fi
