@@ -35,7 +35,7 @@ test-core:
 	$(CARGO) test -p aad_auth_core -p aad_auth_testkit
 
 test-sql: setup
-	scripts/pg-test.sh
+	scripts/pg-test.sh tests::pg_
 
 test-e2e: install-dev
 	$(CARGO) test -p aad_auth --test e2e --test config

@@ -50,7 +50,11 @@ fn require_admin(function: &str) -> pg_sys::Oid {
 
 fn check_role_name(name: &str) {
     if name.is_empty() {
-        fail(PgSqlErrorCode::ERRCODE_INVALID_NAME, "roleName must not be empty".into(), "");
+        fail(
+            PgSqlErrorCode::ERRCODE_INVALID_NAME,
+            "roleName must not be empty".into(),
+            "",
+        );
     }
     if name.len() > MAX_ROLE_NAME {
         fail(
@@ -69,10 +73,22 @@ fn parse_label(objectid: &str, objecttype: &str, admin: bool, mfa: bool) -> Labe
             "An object id is a GUID such as 00000000-0000-0000-0000-000000000000 (see the object's Overview page in the Entra admin center).",
         )
     });
-    let kind = objecttype.trim().parse::<PrincipalType>().unwrap_or_else(|e| {
-        fail(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, format!("objectType: {e}"), "")
-    });
-    Label { oid, kind, admin, mfa }
+    let kind = objecttype
+        .trim()
+        .parse::<PrincipalType>()
+        .unwrap_or_else(|e| {
+            fail(
+                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                format!("objectType: {e}"),
+                "",
+            )
+        });
+    Label {
+        oid,
+        kind,
+        admin,
+        mfa,
+    }
 }
 
 /// Runs `f` as the bootstrap superuser, restoring the caller's identity afterwards (an error
@@ -100,13 +116,20 @@ fn as_superuser<T>(f: impl FnOnce() -> T) -> T {
 
 fn run(sql: &str) {
     if let Err(e) = Spi::run(sql) {
-        fail(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("aad_auth: {e}"), "");
+        fail(
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            format!("aad_auth: {e}"),
+            "",
+        );
     }
 }
 
 fn ensure_admin_role() {
     if seclabel::role_oid(ADMIN_ROLE).is_none() {
-        run(&format!("CREATE ROLE {} NOLOGIN", quote_identifier(ADMIN_ROLE)));
+        run(&format!(
+            "CREATE ROLE {} NOLOGIN",
+            quote_identifier(ADMIN_ROLE)
+        ));
     }
 }
 
@@ -130,14 +153,21 @@ fn revoke_admin(name: &str) {
     let role = quote_identifier(name);
     run(&format!("ALTER ROLE {role} NOCREATEROLE NOCREATEDB"));
     if seclabel::role_oid(ADMIN_ROLE).is_some() {
-        run(&format!("REVOKE {} FROM {role}", quote_identifier(ADMIN_ROLE)));
+        run(&format!(
+            "REVOKE {} FROM {role}",
+            quote_identifier(ADMIN_ROLE)
+        ));
     }
 }
 
 /// The role to change: it must exist, and a superuser role only by a superuser.
 fn existing_role(name: &str, caller: pg_sys::Oid) -> pg_sys::Oid {
     let Some(role) = seclabel::role_oid(name) else {
-        fail(PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, format!("role \"{name}\" does not exist"), "")
+        fail(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+            format!("role \"{name}\" does not exist"),
+            "",
+        )
     };
     if seclabel::is_superuser(role) && !seclabel::is_superuser(caller) {
         fail(
@@ -188,7 +218,11 @@ fn pgaadauth_create_principal_with_oid(
 /// Creates a role by Entra display name or UPN: needs a directory (Microsoft Graph), which
 /// this server does not have configured.
 #[pg_extern]
-fn pgaadauth_create_principal(rolename: Option<&str>, isadmin: Option<bool>, ismfa: Option<bool>) -> String {
+fn pgaadauth_create_principal(
+    rolename: Option<&str>,
+    isadmin: Option<bool>,
+    ismfa: Option<bool>,
+) -> String {
     require_admin("pgaadauth_create_principal");
     let _ = (required(rolename, "roleName"), isadmin, ismfa);
     fail(

@@ -28,7 +28,11 @@ pub const METHOD_PASSWORD: c_int = 2;
 
 extern "C" {
     /// ereport(FATAL): exits the process, never unwinds or returns.
-    pub fn aad_auth_fatal(sqlstate: *const c_char, message: *const c_char, detail_log: *const c_char) -> !;
+    pub fn aad_auth_fatal(
+        sqlstate: *const c_char,
+        message: *const c_char,
+        detail_log: *const c_char,
+    ) -> !;
 }
 
 #[pg_guard]

@@ -5,8 +5,8 @@
 use aad_auth_core::policy::{DEFAULT_AUDIENCES, DEFAULT_AUTHORITY};
 use aad_auth_core::{list, Guid, Policy, TokenError};
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
-use pgrx::pg_sys;
 use pgrx::pg_guard;
+use pgrx::pg_sys;
 use std::ffi::{c_char, c_void, CStr, CString};
 
 static TENANT_ID: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
@@ -222,7 +222,9 @@ unsafe fn check_with(newval: *mut *mut c_char, check: impl Fn(&str) -> Result<()
             // SAFETY: GUC_check_errdetail_string is read by guc.c right after the hook returns;
             // the copy lives in ErrorContext, which guc.c's reporting uses.
             unsafe {
-                pg_sys::GUC_check_errcode(pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE as i32);
+                pg_sys::GUC_check_errcode(
+                    pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE as i32,
+                );
                 pg_sys::GUC_check_errdetail_string =
                     pg_sys::MemoryContextStrdup(pg_sys::ErrorContext, detail.as_ptr());
             }
@@ -239,10 +241,12 @@ unsafe extern "C-unwind" fn check_tenant_id(
 ) -> bool {
     // SAFETY: called by PostgreSQL as a string check hook.
     unsafe {
-        check_with(newval, |v| match v {
+        check_with(newval, |v| {
+            match v {
             "" => Ok(()),
             v if v.parse::<Guid>().is_ok() => Ok(()),
             _ => Err("aad_auth.tenant_id must be the tenant's id, a GUID such as 72f988bf-86f1-41af-91ab-2d7cd011db47.".into()),
+        }
         })
     }
 }

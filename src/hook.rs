@@ -7,7 +7,9 @@
 //! are never touched: they are the break-glass path.
 
 use crate::error::Refusal;
-use crate::ffi_decls::{self, AadPortInfo, ClientAuthenticationHook, METHOD_PASSWORD, METHOD_TRUST};
+use crate::ffi_decls::{
+    self, AadPortInfo, ClientAuthenticationHook, METHOD_PASSWORD, METHOD_TRUST,
+};
 use crate::{gucs, keycache, seclabel};
 use aad_auth_core::{Label, Outcome, TokenError};
 use pgrx::prelude::*;
@@ -82,7 +84,9 @@ unsafe extern "C-unwind" fn client_authentication(port: *mut pg_sys::Port, statu
     }
     match conn.method {
         METHOD_TRUST => governed(port, &conn),
-        METHOD_PASSWORD if !gucs::password_auth() => Refusal::PasswordDisabled { role: conn.role }.raise(),
+        METHOD_PASSWORD if !gucs::password_auth() => {
+            Refusal::PasswordDisabled { role: conn.role }.raise()
+        }
         _ => {}
     }
 }
@@ -91,7 +95,10 @@ unsafe extern "C-unwind" fn client_authentication(port: *mut pg_sys::Port, statu
 fn governed(port: *mut pg_sys::Port, conn: &Connection) {
     match seclabel::role_label(&conn.role) {
         Some(label) => token_sign_in(port, conn, &label),
-        None if !gucs::password_auth() => Refusal::PasswordDisabled { role: conn.role.clone() }.raise(),
+        None if !gucs::password_auth() => Refusal::PasswordDisabled {
+            role: conn.role.clone(),
+        }
+        .raise(),
         None => password_sign_in(port, conn),
     }
 }
@@ -118,10 +125,16 @@ fn token_sign_in(port: *mut pg_sys::Port, conn: &Connection, label: &Result<Labe
         .raise(),
     };
     let outcome = match (gucs::policy(), keycache::current()) {
-        (Err(e), _) => Outcome { result: Err(e), audit: Default::default() },
+        (Err(e), _) => Outcome {
+            result: Err(e),
+            audit: Default::default(),
+        },
         (Ok(_), Err(keycache::KeysUnavailable(why))) => {
             log!("aad_auth: {why}");
-            Outcome { result: Err(TokenError::NoKeys), audit: Default::default() }
+            Outcome {
+                result: Err(TokenError::NoKeys),
+                audit: Default::default(),
+            }
         }
         (Ok(policy), Ok(keys)) => aad_auth_core::validate(token, &keys, &policy, label, now()),
     };
@@ -129,7 +142,11 @@ fn token_sign_in(port: *mut pg_sys::Port, conn: &Connection, label: &Result<Labe
         audit(conn, label, &outcome);
     }
     if let Err(error) = outcome.result {
-        Refusal::Token { role: conn.role.clone(), error }.raise();
+        Refusal::Token {
+            role: conn.role.clone(),
+            error,
+        }
+        .raise();
     }
 }
 
@@ -158,7 +175,10 @@ fn audit(conn: &Connection, label: &Label, outcome: &Outcome) {
     );
     match &outcome.result {
         Ok(_) => log!("aad_auth: sign-in accepted: {who}"),
-        Err(e) => log!("aad_auth: sign-in refused: {who} reason=\"{}\"", e.log_detail()),
+        Err(e) => log!(
+            "aad_auth: sign-in refused: {who} reason=\"{}\"",
+            e.log_detail()
+        ),
     }
 }
 
@@ -168,7 +188,13 @@ fn audit(conn: &Connection, label: &Label, outcome: &Outcome) {
 fn password_sign_in(port: *mut pg_sys::Port, conn: &Connection) {
     let password = receive_password(port);
     let role = CString::new(conn.role.as_str()).unwrap_or_default();
-    let refuse = |detail: String| Refusal::Password { role: conn.role.clone(), detail }.raise();
+    let refuse = |detail: String| {
+        Refusal::Password {
+            role: conn.role.clone(),
+            detail,
+        }
+        .raise()
+    };
     if password.is_empty() {
         refuse("empty password".into());
     }
@@ -178,7 +204,11 @@ fn password_sign_in(port: *mut pg_sys::Port, conn: &Connection) {
     // SAFETY: role and client_pass are NUL-terminated; logdetail is an out-parameter.
     let ok = unsafe {
         let shadow = pg_sys::get_role_password(role.as_ptr(), &mut logdetail);
-        let shadow = if shadow.is_null() { DUMMY_SECRET.as_ptr().cast_mut() } else { shadow };
+        let shadow = if shadow.is_null() {
+            DUMMY_SECRET.as_ptr().cast_mut()
+        } else {
+            shadow
+        };
         let status = pg_sys::plain_crypt_verify(role.as_ptr(), shadow, client_pass, &mut logdetail);
         status == pg_sys::STATUS_OK as c_int && shadow != DUMMY_SECRET.as_ptr().cast_mut()
     };
@@ -187,7 +217,9 @@ fn password_sign_in(port: *mut pg_sys::Port, conn: &Connection) {
             "password does not match".to_owned()
         } else {
             // SAFETY: PostgreSQL sets logdetail to a NUL-terminated message.
-            unsafe { CStr::from_ptr(logdetail) }.to_string_lossy().into_owned()
+            unsafe { CStr::from_ptr(logdetail) }
+                .to_string_lossy()
+                .into_owned()
         };
         refuse(detail);
     }

@@ -107,7 +107,11 @@ unsafe extern "C-unwind" fn shmem_startup() {
     match current() {
         Ok(keys) => {
             let kids: Vec<&str> = keys.keys().iter().map(|k| k.kid.as_str()).collect();
-            log!("aad_auth: {} signing key(s) loaded: {}", kids.len(), kids.join(", "));
+            log!(
+                "aad_auth: {} signing key(s) loaded: {}",
+                kids.len(),
+                kids.join(", ")
+            );
         }
         Err(KeysUnavailable(why)) => log!("aad_auth: no signing keys loaded: {why}"),
     }
@@ -135,7 +139,11 @@ fn stamp(path: &str) -> Result<Stamp, (Stamp, String)> {
             mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
         }),
         Err(e) => Err((
-            Stamp { path_hash, mtime_ns: -1, ..Stamp::default() },
+            Stamp {
+                path_hash,
+                mtime_ns: -1,
+                ..Stamp::default()
+            },
             format!("cannot open key set file \"{path}\": {e}"),
         )),
     }
@@ -143,15 +151,20 @@ fn stamp(path: &str) -> Result<Stamp, (Stamp, String)> {
 
 fn read(path: &str, size: u64) -> Result<KeySet, String> {
     if size > MAX_JWKS_BYTES as u64 {
-        return Err(format!("key set file \"{path}\" is {size} bytes, more than the limit of {MAX_JWKS_BYTES}"));
+        return Err(format!(
+            "key set file \"{path}\" is {size} bytes, more than the limit of {MAX_JWKS_BYTES}"
+        ));
     }
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read key set file \"{path}\": {e}"))?;
+    let bytes =
+        std::fs::read(path).map_err(|e| format!("cannot read key set file \"{path}\": {e}"))?;
     let keys = KeySet::parse(&bytes).map_err(|e| format!("key set file \"{path}\": {e}"))?;
     for skipped in &keys.skipped {
         warning!("aad_auth: key set file \"{path}\": {skipped}");
     }
     if keys.is_empty() {
-        return Err(format!("key set file \"{path}\" has no usable RS256 signing key"));
+        return Err(format!(
+            "key set file \"{path}\" has no usable RS256 signing key"
+        ));
     }
     Ok(keys)
 }
@@ -194,7 +207,10 @@ fn refresh_from_file(path: &str) {
             return;
         }
     }
-    match seen.map_err(|(_, why)| why).and_then(|s| read(path, s.size)) {
+    match seen
+        .map_err(|(_, why)| why)
+        .and_then(|s| read(path, s.size))
+    {
         Ok(keys) => publish(current, &keys),
         Err(why) => {
             let has_keys = STORE.share().generation > 0;
@@ -226,11 +242,17 @@ pub fn current() -> Result<Rc<KeySet>, KeysUnavailable> {
         }
         let (generation, doc) = {
             let store = STORE.share();
-            (store.generation, store.doc[..store.doc_len as usize].to_vec())
+            (
+                store.generation,
+                store.doc[..store.doc_len as usize].to_vec(),
+            )
         };
         let keys = KeySet::parse(&doc).map_err(|e| KeysUnavailable(format!("key store: {e}")))?;
         let keys = Rc::new(keys);
-        *local = Some(Local { generation, keys: keys.clone() });
+        *local = Some(Local {
+            generation,
+            keys: keys.clone(),
+        });
         Ok(keys)
     })
 }
@@ -266,7 +288,8 @@ fn aad_auth_jwks_status() -> TableIterator<
         .then(|| String::from_utf8_lossy(&store.error[..store.error_len as usize]).into_owned());
     let row = (
         gucs::jwks_file().map(|p| format!("file:{p}")),
-        keys.map(|k| k.keys().iter().map(|k| k.kid.clone()).collect()).unwrap_or_default(),
+        keys.map(|k| k.keys().iter().map(|k| k.kid.clone()).collect())
+            .unwrap_or_default(),
         store.generation as i64,
         timestamp(store.loaded_at),
         timestamp(store.failed_at),

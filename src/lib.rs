@@ -60,7 +60,9 @@ fn log_governed_lines() {
         return;
     }
     // SAFETY: non-null GUC strings are NUL-terminated.
-    let path = unsafe { std::ffi::CStr::from_ptr(path) }.to_string_lossy().into_owned();
+    let path = unsafe { std::ffi::CStr::from_ptr(path) }
+        .to_string_lossy()
+        .into_owned();
     let Ok(conf) = std::fs::read_to_string(&path) else {
         return;
     };
@@ -69,7 +71,11 @@ fn log_governed_lines() {
         log!("aad_auth: no host-type trust line in {path}: aad_auth governs no connection");
     }
     for line in lines {
-        log!("aad_auth: governs {path} line {}: {}", line.number, line.text);
+        log!(
+            "aad_auth: governs {path} line {}: {}",
+            line.number,
+            line.text
+        );
     }
 }
 

@@ -38,14 +38,21 @@ pub fn label_text(role: pg_sys::Oid) -> Option<String> {
     // SAFETY: address is a valid ObjectAddress; GetSecurityLabel returns a palloc'd string or null.
     let text = unsafe { pg_sys::GetSecurityLabel(&address, PROVIDER.as_ptr()) };
     // SAFETY: a non-null result is a NUL-terminated string.
-    (!text.is_null()).then(|| unsafe { CStr::from_ptr(text) }.to_string_lossy().into_owned())
+    (!text.is_null()).then(|| {
+        unsafe { CStr::from_ptr(text) }
+            .to_string_lossy()
+            .into_owned()
+    })
 }
 
 /// The parsed label of the role named `name`: `None` for an ordinary (or missing) role,
 /// `Some(Err)` for a label that does not parse.
 pub fn role_label(name: &str) -> Option<Result<Label, String>> {
     let text = label_text(role_oid(name)?)?;
-    Some(text.parse::<Label>().map_err(|e| format!("label \"{text}\": {e}")))
+    Some(
+        text.parse::<Label>()
+            .map_err(|e| format!("label \"{text}\": {e}")),
+    )
 }
 
 /// Whether `role` may manage Entra ID principals: a superuser, or a member (with its
@@ -64,7 +71,10 @@ pub fn is_superuser(role: pg_sys::Oid) -> bool {
 }
 
 #[pg_guard]
-unsafe extern "C-unwind" fn check_label(object: *const pg_sys::ObjectAddress, seclabel: *const c_char) {
+unsafe extern "C-unwind" fn check_label(
+    object: *const pg_sys::ObjectAddress,
+    seclabel: *const c_char,
+) {
     // SAFETY: PostgreSQL passes a valid object address.
     let object = unsafe { &*object };
     if object.classId != pg_sys::AuthIdRelationId {

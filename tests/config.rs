@@ -26,11 +26,24 @@ fn password_auth_off_refuses_passwords_over_tcp_but_not_the_unix_socket() {
     let unknown = c.sign_in("nobody_here", "pw").unwrap_err();
     assert!(unknown.contains(msg), "{unknown}");
     // tokens still work, and the unix socket is the break-glass path
-    assert_eq!(c.sign_in("entra@contoso.com", &user_token(&oid, "e")).unwrap(), "entra@contoso.com");
+    assert_eq!(
+        c.sign_in("entra@contoso.com", &user_token(&oid, "e"))
+            .unwrap(),
+        "entra@contoso.com"
+    );
     let out = std::process::Command::new(bindir().join("psql"))
         .args(["-X", "-A", "-t", "-h"])
         .arg(&c.dir)
-        .args(["-p", &c.port.to_string(), "-U", "plain_user", "-d", "postgres", "-c", "SELECT current_user"])
+        .args([
+            "-p",
+            &c.port.to_string(),
+            "-U",
+            "plain_user",
+            "-d",
+            "postgres",
+            "-c",
+            "SELECT current_user",
+        ])
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "plain_user");
@@ -44,8 +57,13 @@ fn password_auth_off_refuses_passwords_over_tcp_but_not_the_unix_socket() {
 
 #[test]
 fn skip_roles_pass_governed_lines_unchallenged() {
-    let c = Cluster::start(Setup { conf: vec!["aad_auth.skip_roles = 'monitor, \"Backup Tool\"'".into()], ..Setup::default() });
-    c.admin("CREATE ROLE monitor LOGIN; CREATE ROLE \"Backup Tool\" LOGIN; CREATE ROLE other LOGIN");
+    let c = Cluster::start(Setup {
+        conf: vec!["aad_auth.skip_roles = 'monitor, \"Backup Tool\"'".into()],
+        ..Setup::default()
+    });
+    c.admin(
+        "CREATE ROLE monitor LOGIN; CREATE ROLE \"Backup Tool\" LOGIN; CREATE ROLE other LOGIN",
+    );
     // no password at all: psql -w would fail if one were asked for
     assert_eq!(c.sign_in("monitor", "").unwrap(), "monitor");
     assert_eq!(c.sign_in("Backup Tool", "").unwrap(), "Backup Tool");
@@ -54,25 +72,49 @@ fn skip_roles_pass_governed_lines_unchallenged() {
 
 #[test]
 fn refuses_to_load_outside_shared_preload_libraries() {
-    let c = Cluster::start(Setup { preload: false, ..Setup::default() });
+    let c = Cluster::start(Setup {
+        preload: false,
+        ..Setup::default()
+    });
     let out = std::process::Command::new(bindir().join("psql"))
         .args(["-X", "-h"])
         .arg(&c.dir)
-        .args(["-p", &c.port.to_string(), "-U", "postgres", "-d", "postgres", "-c", "CREATE EXTENSION aad_auth"])
+        .args([
+            "-p",
+            &c.port.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-c",
+            "CREATE EXTENSION aad_auth",
+        ])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("aad_auth must be loaded via shared_preload_libraries"), "{err}");
-    assert!(err.contains("shared_preload_libraries = 'aad_auth'"), "{err}");
+    assert!(
+        err.contains("aad_auth must be loaded via shared_preload_libraries"),
+        "{err}"
+    );
+    assert!(
+        err.contains("shared_preload_libraries = 'aad_auth'"),
+        "{err}"
+    );
 }
 
 #[test]
 fn start_up_log_names_the_governed_lines_and_the_keys() {
     let c = Cluster::start(Setup::default());
     let log = c.log();
-    assert!(log.contains("aad_auth: governs") && log.contains("host all all 127.0.0.1/32 trust"), "{log}");
-    assert!(log.contains(&format!("aad_auth: 1 signing key(s) loaded: {}", key().kid)), "{log}");
+    assert!(
+        log.contains("aad_auth: governs") && log.contains("host all all 127.0.0.1/32 trust"),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("aad_auth: 1 signing key(s) loaded: {}", key().kid)),
+        "{log}"
+    );
 }
 
 #[test]
@@ -83,10 +125,15 @@ fn key_set_file_changes_are_picked_up_without_restart() {
     c.principal("rotate@contoso.com", &oid, "user");
     let claims = Claims::user(TENANT, &oid, "rotate@contoso.com");
     let new_token = mint(other_key(), &header(&other_key().kid), &claims);
-    assert!(c.sign_in("rotate@contoso.com", &new_token).unwrap_err().contains("signing key is unknown"));
+    assert!(c
+        .sign_in("rotate@contoso.com", &new_token)
+        .unwrap_err()
+        .contains("signing key is unknown"));
     // many sign-ins, one load: the file is parsed once, at start-up
     for _ in 0..20 {
-        assert!(c.sign_in("rotate@contoso.com", &user_token(&oid, "r")).is_ok());
+        assert!(c
+            .sign_in("rotate@contoso.com", &user_token(&oid, "r"))
+            .is_ok());
     }
     let status = "SELECT loads || ' ' || array_to_string(key_ids, ',') FROM aad_auth_jwks_status()";
     assert_eq!(c.admin(status), format!("1 {}", key().kid));
@@ -95,24 +142,41 @@ fn key_set_file_changes_are_picked_up_without_restart() {
     let tmp = c.dir.join("jwks.json.new");
     std::fs::write(&tmp, jwks(&[key(), other_key()])).unwrap();
     std::fs::rename(&tmp, c.dir.join("jwks.json")).unwrap();
-    assert_eq!(c.sign_in("rotate@contoso.com", &new_token).unwrap(), "rotate@contoso.com");
-    assert_eq!(c.admin(status), format!("2 {},{}", key().kid, other_key().kid));
+    assert_eq!(
+        c.sign_in("rotate@contoso.com", &new_token).unwrap(),
+        "rotate@contoso.com"
+    );
+    assert_eq!(
+        c.admin(status),
+        format!("2 {},{}", key().kid, other_key().kid)
+    );
 
     // a broken file keeps the last good keys
     std::fs::write(c.dir.join("jwks.json"), "{ not json").unwrap();
-    assert_eq!(c.sign_in("rotate@contoso.com", &new_token).unwrap(), "rotate@contoso.com");
+    assert_eq!(
+        c.sign_in("rotate@contoso.com", &new_token).unwrap(),
+        "rotate@contoso.com"
+    );
     assert!(c.log().contains("keeping the last good key set"));
-    assert_eq!(c.admin("SELECT failures || ' ' || (last_error IS NOT NULL) FROM aad_auth_jwks_status()"), "1 true");
+    assert_eq!(
+        c.admin("SELECT failures || ' ' || (last_error IS NOT NULL) FROM aad_auth_jwks_status()"),
+        "1 true"
+    );
     c.assert_no_crash();
 }
 
 #[test]
 fn no_tenant_configured_refuses_tokens_clearly() {
-    let c = Cluster::start(Setup { conf: vec!["aad_auth.tenant_id = ''".into()], ..Setup::default() });
+    let c = Cluster::start(Setup {
+        conf: vec!["aad_auth.tenant_id = ''".into()],
+        ..Setup::default()
+    });
     c.admin("CREATE EXTENSION aad_auth");
     let oid = new_oid();
     c.principal("early@contoso.com", &oid, "user");
-    let err = c.sign_in("early@contoso.com", &user_token(&oid, "e")).unwrap_err();
+    let err = c
+        .sign_in("early@contoso.com", &user_token(&oid, "e"))
+        .unwrap_err();
     assert!(err.contains("aad_auth.tenant_id is not set"), "{err}");
 }
 
@@ -122,10 +186,21 @@ fn malformed_tenant_setting_is_rejected_at_reload_and_the_old_value_kept() {
     c.admin("CREATE EXTENSION aad_auth");
     let oid = new_oid();
     c.principal("keep@contoso.com", &oid, "user");
-    std::fs::write(c.data().join("postgresql.auto.conf"), "aad_auth.tenant_id = 'not-a-guid'\n").unwrap();
+    std::fs::write(
+        c.data().join("postgresql.auto.conf"),
+        "aad_auth.tenant_id = 'not-a-guid'\n",
+    )
+    .unwrap();
     c.admin("SELECT pg_reload_conf()");
     std::thread::sleep(std::time::Duration::from_millis(300));
-    assert!(c.log().contains("invalid value for parameter \"aad_auth.tenant_id\""), "{}", c.log());
+    assert!(
+        c.log()
+            .contains("invalid value for parameter \"aad_auth.tenant_id\""),
+        "{}",
+        c.log()
+    );
     assert_eq!(c.admin("SHOW aad_auth.tenant_id"), TENANT);
-    assert!(c.sign_in("keep@contoso.com", &user_token(&oid, "k")).is_ok());
+    assert!(c
+        .sign_in("keep@contoso.com", &user_token(&oid, "k"))
+        .is_ok());
 }

@@ -6,7 +6,9 @@ mod common;
 use common::*;
 
 fn expect_refusal(c: &Cluster, role: &str, token: &str, needle: &str) {
-    let err = c.sign_in(role, token).expect_err("sign-in should be refused");
+    let err = c
+        .sign_in(role, token)
+        .expect_err("sign-in should be refused");
     assert!(err.contains(needle), "expected {needle:?} in: {err}");
     assert!(!err.contains(token), "the refusal echoes the token: {err}");
 }
@@ -17,7 +19,10 @@ fn user_token_signs_in_with_psql() {
     let oid = new_oid();
     c.principal("alice@contoso.com", &oid, "user");
     let token = user_token(&oid, "alice@contoso.com");
-    assert_eq!(c.sign_in("alice@contoso.com", &token).unwrap(), "alice@contoso.com");
+    assert_eq!(
+        c.sign_in("alice@contoso.com", &token).unwrap(),
+        "alice@contoso.com"
+    );
     c.assert_no_crash();
 }
 
@@ -38,14 +43,25 @@ fn v2_token_signs_in() {
     let c = shared();
     let oid = new_oid();
     c.principal("v2user@contoso.com", &oid, "user");
-    let token = mint(key(), &json!({"typ":"JWT","alg":"RS256","kid":key().kid}), &Claims::user_v2(TENANT, &oid, "v2user@contoso.com"));
-    assert_eq!(c.sign_in("v2user@contoso.com", &token).unwrap(), "v2user@contoso.com");
+    let token = mint(
+        key(),
+        &json!({"typ":"JWT","alg":"RS256","kid":key().kid}),
+        &Claims::user_v2(TENANT, &oid, "v2user@contoso.com"),
+    );
+    assert_eq!(
+        c.sign_in("v2user@contoso.com", &token).unwrap(),
+        "v2user@contoso.com"
+    );
 }
 
 #[test]
 fn guest_and_odd_role_names_sign_in() {
     let c = shared();
-    for name in ["bob_fabrikam.com#EXT#@contoso.onmicrosoft.com", "Carol O'Neil", "MiXeD.Case@Contoso.com"] {
+    for name in [
+        "bob_fabrikam.com#EXT#@contoso.onmicrosoft.com",
+        "Carol O'Neil",
+        "MiXeD.Case@Contoso.com",
+    ] {
         let oid = new_oid();
         c.principal(name, &oid, "user");
         assert_eq!(c.sign_in(name, &user_token(&oid, name)).unwrap(), name);
@@ -57,7 +73,11 @@ fn service_principal_token_signs_in_as_service_role() {
     let c = shared();
     let (oid, appid) = (new_oid(), new_oid());
     c.principal("reporting-app", &oid, "service");
-    assert_eq!(c.sign_in("reporting-app", &app_token(&oid, &appid)).unwrap(), "reporting-app");
+    assert_eq!(
+        c.sign_in("reporting-app", &app_token(&oid, &appid))
+            .unwrap(),
+        "reporting-app"
+    );
 }
 
 #[test]
@@ -66,8 +86,21 @@ fn expired_token_is_refused() {
     let oid = new_oid();
     c.principal("expired@contoso.com", &oid, "user");
     let t = now() - 7200;
-    let claims = with(with(with(Claims::user(TENANT, &oid, "x"), "exp", json!(t + 3600)), "nbf", json!(t)), "iat", json!(t));
-    expect_refusal(c, "expired@contoso.com", &mint(key(), &header(&key().kid), &claims), "the access token has expired");
+    let claims = with(
+        with(
+            with(Claims::user(TENANT, &oid, "x"), "exp", json!(t + 3600)),
+            "nbf",
+            json!(t),
+        ),
+        "iat",
+        json!(t),
+    );
+    expect_refusal(
+        c,
+        "expired@contoso.com",
+        &mint(key(), &header(&key().kid), &claims),
+        "the access token has expired",
+    );
 }
 
 #[test]
@@ -75,7 +108,11 @@ fn wrong_audience_is_refused_naming_the_resource() {
     let c = shared();
     let oid = new_oid();
     c.principal("aud@contoso.com", &oid, "user");
-    let claims = with(Claims::user(TENANT, &oid, "x"), "aud", json!("https://management.azure.com/"));
+    let claims = with(
+        Claims::user(TENANT, &oid, "x"),
+        "aud",
+        json!("https://management.azure.com/"),
+    );
     expect_refusal(
         c,
         "aud@contoso.com",
@@ -89,7 +126,11 @@ fn wrong_tenant_is_refused() {
     let c = shared();
     let oid = new_oid();
     c.principal("tenant@contoso.com", &oid, "user");
-    let token = mint(key(), &header(&key().kid), &Claims::user(OTHER_TENANT, &oid, "x"));
+    let token = mint(
+        key(),
+        &header(&key().kid),
+        &Claims::user(OTHER_TENANT, &oid, "x"),
+    );
     expect_refusal(c, "tenant@contoso.com", &token, "issued by another tenant");
 }
 
@@ -98,7 +139,12 @@ fn not_a_jwt_is_refused() {
     let c = shared();
     let oid = new_oid();
     c.principal("notjwt@contoso.com", &oid, "user");
-    expect_refusal(c, "notjwt@contoso.com", "hunter2", "is not a valid Microsoft Entra ID access token");
+    expect_refusal(
+        c,
+        "notjwt@contoso.com",
+        "hunter2",
+        "is not a valid Microsoft Entra ID access token",
+    );
 }
 
 #[test]
@@ -106,8 +152,16 @@ fn token_of_another_principal_is_refused() {
     let c = shared();
     let (alice, mallory) = (new_oid(), new_oid());
     c.principal("victim@contoso.com", &alice, "user");
-    let err = c.sign_in("victim@contoso.com", &user_token(&mallory, "mallory@contoso.com")).unwrap_err();
-    assert!(err.contains(&mallory) && err.contains(&alice), "names both object ids: {err}");
+    let err = c
+        .sign_in(
+            "victim@contoso.com",
+            &user_token(&mallory, "mallory@contoso.com"),
+        )
+        .unwrap_err();
+    assert!(
+        err.contains(&mallory) && err.contains(&alice),
+        "names both object ids: {err}"
+    );
 }
 
 #[test]
@@ -116,8 +170,18 @@ fn wrong_kind_of_principal_is_refused() {
     let (user, app) = (new_oid(), new_oid());
     c.principal("kind-user@contoso.com", &user, "user");
     c.principal("kind-app", &app, "service");
-    expect_refusal(c, "kind-user@contoso.com", &app_token(&user, &new_oid()), "Service Principals cannot sign in as user role");
-    expect_refusal(c, "kind-app", &user_token(&app, "x"), "a user token cannot sign in as service role");
+    expect_refusal(
+        c,
+        "kind-user@contoso.com",
+        &app_token(&user, &new_oid()),
+        "Service Principals cannot sign in as user role",
+    );
+    expect_refusal(
+        c,
+        "kind-app",
+        &user_token(&app, "x"),
+        "a user token cannot sign in as service role",
+    );
 }
 
 #[test]
@@ -129,14 +193,24 @@ fn forged_tokens_are_refused() {
     let body = b64(claims.to_string().as_bytes());
 
     // alg none, no signature
-    let none = format!("{}.{body}.", b64(json!({"alg":"none","typ":"JWT"}).to_string().as_bytes()));
+    let none = format!(
+        "{}.{body}.",
+        b64(json!({"alg":"none","typ":"JWT"}).to_string().as_bytes())
+    );
     expect_refusal(c, "forged@contoso.com", &none, "only algorithm accepted");
 
     // HS256 keyed with the public key's bytes (the classic algorithm confusion)
-    let hs_header = b64(json!({"alg":"HS256","typ":"JWT","kid":key().kid}).to_string().as_bytes());
+    let hs_header = b64(json!({"alg":"HS256","typ":"JWT","kid":key().kid})
+        .to_string()
+        .as_bytes());
     let input = format!("{hs_header}.{body}");
     let mac = hmac_sha256(&key().public_modulus(), input.as_bytes());
-    expect_refusal(c, "forged@contoso.com", &format!("{input}.{}", b64(&mac)), "only algorithm accepted");
+    expect_refusal(
+        c,
+        "forged@contoso.com",
+        &format!("{input}.{}", b64(&mac)),
+        "only algorithm accepted",
+    );
 
     // a valid token with its payload changed (oid swapped) keeps the old signature
     let good = user_token(&oid, "forged@contoso.com");
@@ -171,7 +245,10 @@ fn bad_passwords_are_refused_without_crashing() {
     for (what, password) in cases {
         let (code, message) = refusal(RawClient::sign_in(c.port, "garbage@contoso.com", &password));
         assert_eq!(code, "28P01", "{what}: {message}");
-        assert!(message.contains("Microsoft Entra ID authentication failed"), "{what}: {message}");
+        assert!(
+            message.contains("Microsoft Entra ID authentication failed"),
+            "{what}: {message}"
+        );
     }
     c.assert_no_crash();
 }
@@ -185,7 +262,9 @@ fn oversized_password_message_ends_the_connection_cleanly() {
     assert_eq!(answer, Answer::Closed);
     c.assert_no_crash();
     // and the role still signs in
-    assert!(c.sign_in("huge@contoso.com", &user_token(&oid, "h")).is_ok());
+    assert!(c
+        .sign_in("huge@contoso.com", &user_token(&oid, "h"))
+        .is_ok());
 }
 
 #[test]
@@ -203,7 +282,14 @@ fn embedded_nul_and_wrong_message_are_protocol_errors() {
     client.expect_password_request();
     client.send(b'Q', b"SELECT 1\0");
     let (code, message) = refusal(client.answer());
-    assert_eq!((code.as_str(), message.contains("expected password response")), ("08P01", true), "{message}");
+    assert_eq!(
+        (
+            code.as_str(),
+            message.contains("expected password response")
+        ),
+        ("08P01", true),
+        "{message}"
+    );
     c.assert_no_crash();
 }
 
@@ -221,14 +307,24 @@ fn client_that_hangs_up_at_the_prompt_leaves_quietly() {
 fn ordinary_role_signs_in_with_its_password() {
     let c = shared();
     c.admin("CREATE ROLE app_user LOGIN PASSWORD 'correct horse'");
-    c.admin("SET password_encryption = 'md5'; CREATE ROLE md5_user LOGIN PASSWORD 'battery staple'");
+    c.admin(
+        "SET password_encryption = 'md5'; CREATE ROLE md5_user LOGIN PASSWORD 'battery staple'",
+    );
     assert_eq!(c.sign_in("app_user", "correct horse").unwrap(), "app_user");
     assert_eq!(c.sign_in("md5_user", "battery staple").unwrap(), "md5_user");
     let wrong = c.sign_in("app_user", "wrong").unwrap_err();
-    assert!(wrong.contains("password authentication failed for user \"app_user\""), "{wrong}");
+    assert!(
+        wrong.contains("password authentication failed for user \"app_user\""),
+        "{wrong}"
+    );
     // a token is just a wrong password for an ordinary role
-    let as_token = c.sign_in("app_user", &user_token(&new_oid(), "x")).unwrap_err();
-    assert!(as_token.contains("password authentication failed"), "{as_token}");
+    let as_token = c
+        .sign_in("app_user", &user_token(&new_oid(), "x"))
+        .unwrap_err();
+    assert!(
+        as_token.contains("password authentication failed"),
+        "{as_token}"
+    );
 }
 
 #[test]
@@ -251,7 +347,10 @@ fn dropped_principal_cannot_sign_in_with_a_still_valid_token() {
     c.principal("leaver@contoso.com", &oid, "user");
     let token = user_token(&oid, "leaver@contoso.com");
     assert!(c.sign_in("leaver@contoso.com", &token).is_ok());
-    assert_eq!(c.admin("SELECT pgaadauth_drop_principal('leaver@contoso.com')"), "Dropped role for \"leaver@contoso.com\"");
+    assert_eq!(
+        c.admin("SELECT pgaadauth_drop_principal('leaver@contoso.com')"),
+        "Dropped role for \"leaver@contoso.com\""
+    );
     let err = c.sign_in("leaver@contoso.com", &token).unwrap_err();
     assert!(err.contains("password authentication failed"), "{err}");
 }
@@ -261,7 +360,12 @@ fn recreated_entra_object_with_a_new_oid_cannot_use_the_old_role() {
     let c = shared();
     let (old, new) = (new_oid(), new_oid());
     c.principal("recreated@contoso.com", &old, "user");
-    let err = c.sign_in("recreated@contoso.com", &user_token(&new, "recreated@contoso.com")).unwrap_err();
+    let err = c
+        .sign_in(
+            "recreated@contoso.com",
+            &user_token(&new, "recreated@contoso.com"),
+        )
+        .unwrap_err();
     assert!(err.contains("is not the one bound to role"), "{err}");
 }
 
@@ -271,20 +375,46 @@ fn audit_log_names_the_principal_and_never_the_token() {
     let oid = new_oid();
     c.principal("audited@contoso.com", &oid, "user");
     let good = user_token(&oid, "audited@contoso.com");
-    let bad = mint(key(), &header(&key().kid), &with(Claims::user(TENANT, &oid, "audited@contoso.com"), "aud", json!("api://other")));
+    let bad = mint(
+        key(),
+        &header(&key().kid),
+        &with(
+            Claims::user(TENANT, &oid, "audited@contoso.com"),
+            "aud",
+            json!("api://other"),
+        ),
+    );
     assert!(c.sign_in("audited@contoso.com", &good).is_ok());
     assert!(c.sign_in("audited@contoso.com", &bad).is_err());
     std::thread::sleep(std::time::Duration::from_millis(200));
     let log = c.log();
-    let accepted = log.lines().find(|l| l.contains("sign-in accepted") && l.contains("audited@contoso.com")).expect("accepted line");
-    for field in [&format!("oid={oid}"), "name=audited@contoso.com", &format!("tenant={TENANT}"), &format!("kid={}", key().kid), "token_type=user"] {
+    let accepted = log
+        .lines()
+        .find(|l| l.contains("sign-in accepted") && l.contains("audited@contoso.com"))
+        .expect("accepted line");
+    for field in [
+        &format!("oid={oid}"),
+        "name=audited@contoso.com",
+        &format!("tenant={TENANT}"),
+        &format!("kid={}", key().kid),
+        "token_type=user",
+    ] {
         assert!(accepted.contains(field), "{field} missing from: {accepted}");
     }
-    let refused = log.lines().find(|l| l.contains("sign-in refused") && l.contains("audited@contoso.com")).expect("refused line");
-    assert!(refused.contains("reason=\"aud \\\"api://other\\\"") || refused.contains("api://other"), "{refused}");
+    let refused = log
+        .lines()
+        .find(|l| l.contains("sign-in refused") && l.contains("audited@contoso.com"))
+        .expect("refused line");
+    assert!(
+        refused.contains("reason=\"aud \\\"api://other\\\"") || refused.contains("api://other"),
+        "{refused}"
+    );
     for token in [&good, &bad] {
         let signature = token.rsplit('.').next().unwrap();
-        assert!(!log.contains(token.as_str()) && !log.contains(signature), "the log holds a token");
+        assert!(
+            !log.contains(token.as_str()) && !log.contains(signature),
+            "the log holds a token"
+        );
     }
 }
 
@@ -295,10 +425,21 @@ fn b64(bytes: &[u8]) -> String {
 /// HMAC-SHA256, for forging an HS256 token the way an attacker would.
 fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
     use sha2::{Digest, Sha256};
-    let mut k = if key.len() > 64 { Sha256::digest(key).to_vec() } else { key.to_vec() };
+    let mut k = if key.len() > 64 {
+        Sha256::digest(key).to_vec()
+    } else {
+        key.to_vec()
+    };
     k.resize(64, 0);
     let inner: Vec<u8> = k.iter().map(|b| b ^ 0x36).collect();
     let outer: Vec<u8> = k.iter().map(|b| b ^ 0x5c).collect();
-    let ih = Sha256::new().chain_update(&inner).chain_update(message).finalize();
-    Sha256::new().chain_update(&outer).chain_update(ih).finalize().to_vec()
+    let ih = Sha256::new()
+        .chain_update(&inner)
+        .chain_update(message)
+        .finalize();
+    Sha256::new()
+        .chain_update(&outer)
+        .chain_update(ih)
+        .finalize()
+        .to_vec()
 }

@@ -45,7 +45,10 @@ pub enum TokenError {
     NotYetValid { nbf: i64, now: i64 },
     /// The token is of the wrong kind for the role: an app token for a user or group role
     /// that needs a person, or a user token for a service role.
-    WrongPrincipalKind { role_kind: &'static str, token_kind: &'static str },
+    WrongPrincipalKind {
+        role_kind: &'static str,
+        token_kind: &'static str,
+    },
     /// The token's object id is not the one bound to the role.
     OidMismatch { label_oid: Guid, token_oid: String },
     /// The group role's object id is not in the token's `groups`.
@@ -126,10 +129,16 @@ impl TokenError {
             WrongAudience { found, .. } => format!("aud \"{found}\" not in aad_auth.audiences"),
             Expired { exp, now } => format!("expired: exp {exp}, now {now}"),
             NotYetValid { nbf, now } => format!("not yet valid: nbf {nbf}, now {now}"),
-            WrongPrincipalKind { role_kind, token_kind } => {
+            WrongPrincipalKind {
+                role_kind,
+                token_kind,
+            } => {
                 format!("{token_kind} token for a {role_kind} role")
             }
-            OidMismatch { label_oid, token_oid } => {
+            OidMismatch {
+                label_oid,
+                token_oid,
+            } => {
                 format!("token oid {token_oid}, label oid {label_oid}")
             }
             NotGroupMember { group_oid } => format!("group {group_oid} not in groups claim"),
@@ -154,7 +163,13 @@ pub(crate) fn excerpt(s: &str) -> String {
     let mut out: String = s
         .chars()
         .take(MAX)
-        .map(|c| if c.is_control() || c == '"' || c == '\\' { '?' } else { c })
+        .map(|c| {
+            if c.is_control() || c == '"' || c == '\\' {
+                '?'
+            } else {
+                c
+            }
+        })
         .collect();
     if s.chars().nth(MAX).is_some() {
         out.push('…');

@@ -50,6 +50,9 @@ mod tests {
                     hostnossl all all 0.0.0.0/0 reject\n";
         let lines: Vec<usize> = governed_lines(conf).iter().map(|l| l.number).collect();
         assert_eq!(lines, vec![3, 4, 5]);
-        assert_eq!(governed_lines(conf)[1].text, "hostssl all all 0.0.0.0/0 trust");
+        assert_eq!(
+            governed_lines(conf)[1].text,
+            "hostssl all all 0.0.0.0/0 trust"
+        );
     }
 }

@@ -274,7 +274,10 @@ mod tests {
         let again = KeySet::parse(compact.as_bytes()).unwrap();
         assert_eq!(again.keys().len(), 3);
         for (a, b) in set.keys().iter().zip(again.keys()) {
-            assert_eq!((&a.kid, &a.x5t, &a.issuer, a.bits, &a.n, &a.e), (&b.kid, &b.x5t, &b.issuer, b.bits, &b.n, &b.e));
+            assert_eq!(
+                (&a.kid, &a.x5t, &a.issuer, a.bits, &a.n, &a.e),
+                (&b.kid, &b.x5t, &b.issuer, b.bits, &b.n, &b.e)
+            );
         }
     }
 

@@ -64,7 +64,8 @@ pub enum LabelError {
 
 impl fmt::Display for LabelError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const SHAPE: &str = "expected \"aadauth,oid=<object id>,type=<user|group|service>[,admin][,mfa]\"";
+        const SHAPE: &str =
+            "expected \"aadauth,oid=<object id>,type=<user|group|service>[,admin][,mfa]\"";
         match self {
             LabelError::NoPrefix => write!(f, "label does not start with \"aadauth\"; {SHAPE}"),
             LabelError::MissingOid => write!(f, "label has no oid; {SHAPE}"),
@@ -151,7 +152,9 @@ mod tests {
 
     #[test]
     fn label_parses_azure_forms() {
-        let l: Label = format!("aadauth,oid={OID},type=user,admin").parse().unwrap();
+        let l: Label = format!("aadauth,oid={OID},type=user,admin")
+            .parse()
+            .unwrap();
         assert_eq!(l.oid.to_string(), OID);
         assert_eq!(l.kind, PrincipalType::User);
         assert!(l.admin && !l.mfa);
@@ -169,24 +172,54 @@ mod tests {
         let l: Label = format!("aadauth, oid={},type=USER ,mfa,admin", OID.to_uppercase())
             .parse()
             .unwrap();
-        assert_eq!(l.to_string(), format!("aadauth,oid={OID},type=user,admin,mfa"));
+        assert_eq!(
+            l.to_string(),
+            format!("aadauth,oid={OID},type=user,admin,mfa")
+        );
     }
 
     #[test]
     fn label_rejects_malformed() {
         let cases = [
             ("", LabelError::NoPrefix),
-            (&format!("oid={OID},type=user") as &str, LabelError::NoPrefix),
+            (
+                &format!("oid={OID},type=user") as &str,
+                LabelError::NoPrefix,
+            ),
             ("aadauth,type=user", LabelError::MissingOid),
             (&format!("aadauth,oid={OID}"), LabelError::MissingType),
-            ("aadauth,oid=alice,type=user", LabelError::BadOid("alice".into())),
-            (&format!("aadauth,oid={OID},type=robot"), LabelError::BadType("robot".into())),
-            (&format!("aadauth,oid={OID},type=user,type=group"), LabelError::Duplicate("type".into())),
-            (&format!("aadauth,oid={OID},oid={OID},type=user"), LabelError::Duplicate("oid".into())),
-            (&format!("aadauth,oid={OID},type=user,admin,admin"), LabelError::Duplicate("admin".into())),
-            (&format!("aadauth,oid={OID},type=user,superuser"), LabelError::UnknownItem("superuser".into())),
-            (&format!("aadauth,oid={OID},type=user,admin=yes"), LabelError::UnknownItem("admin=yes".into())),
-            (&format!("aadauth,oid={OID},type=user,"), LabelError::UnknownItem("".into())),
+            (
+                "aadauth,oid=alice,type=user",
+                LabelError::BadOid("alice".into()),
+            ),
+            (
+                &format!("aadauth,oid={OID},type=robot"),
+                LabelError::BadType("robot".into()),
+            ),
+            (
+                &format!("aadauth,oid={OID},type=user,type=group"),
+                LabelError::Duplicate("type".into()),
+            ),
+            (
+                &format!("aadauth,oid={OID},oid={OID},type=user"),
+                LabelError::Duplicate("oid".into()),
+            ),
+            (
+                &format!("aadauth,oid={OID},type=user,admin,admin"),
+                LabelError::Duplicate("admin".into()),
+            ),
+            (
+                &format!("aadauth,oid={OID},type=user,superuser"),
+                LabelError::UnknownItem("superuser".into()),
+            ),
+            (
+                &format!("aadauth,oid={OID},type=user,admin=yes"),
+                LabelError::UnknownItem("admin=yes".into()),
+            ),
+            (
+                &format!("aadauth,oid={OID},type=user,"),
+                LabelError::UnknownItem("".into()),
+            ),
         ];
         for (text, want) in cases {
             assert_eq!(text.parse::<Label>(), Err(want), "{text:?}");
@@ -196,6 +229,9 @@ mod tests {
     #[test]
     fn label_error_messages_say_the_shape() {
         let e = "nonsense".parse::<Label>().unwrap_err().to_string();
-        assert!(e.contains("aadauth,oid=<object id>,type=<user|group|service>"), "{e}");
+        assert!(
+            e.contains("aadauth,oid=<object id>,type=<user|group|service>"),
+            "{e}"
+        );
     }
 }

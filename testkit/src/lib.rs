@@ -33,7 +33,10 @@ impl TestKey {
 
     pub fn generate_bits(kid: &str, bits: usize) -> TestKey {
         let key = RsaPrivateKey::new(&mut rand::thread_rng(), bits).expect("RSA key generation");
-        TestKey { kid: kid.to_owned(), key }
+        TestKey {
+            kid: kid.to_owned(),
+            key,
+        }
     }
 
     /// The key as a JWK, shaped as Entra publishes it (`kty`, `use`, `kid`, `x5t`, `n`, `e`,
@@ -52,7 +55,9 @@ impl TestKey {
 
     /// Signs `input` (base64url header "." base64url payload) with RS256.
     pub fn sign(&self, input: &[u8]) -> Vec<u8> {
-        SigningKey::<Sha256>::new(self.key.clone()).sign(input).to_vec()
+        SigningKey::<Sha256>::new(self.key.clone())
+            .sign(input)
+            .to_vec()
     }
 
     /// The public modulus, big-endian (for tests that forge with the public key's bytes).
@@ -63,14 +68,19 @@ impl TestKey {
     /// PKCS#1 DER of the private key, so a key can be saved and used again (the demo).
     pub fn to_pkcs1_der(&self) -> Vec<u8> {
         use rsa::pkcs1::EncodeRsaPrivateKey;
-        self.key.to_pkcs1_der().expect("encode key").as_bytes().to_vec()
+        self.key
+            .to_pkcs1_der()
+            .expect("encode key")
+            .as_bytes()
+            .to_vec()
     }
 
     pub fn from_pkcs1_der(kid: &str, der: &[u8]) -> Option<TestKey> {
         use rsa::pkcs1::DecodeRsaPrivateKey;
-        RsaPrivateKey::from_pkcs1_der(der)
-            .ok()
-            .map(|key| TestKey { kid: kid.to_owned(), key })
+        RsaPrivateKey::from_pkcs1_der(der).ok().map(|key| TestKey {
+            kid: kid.to_owned(),
+            key,
+        })
     }
 }
 
@@ -98,7 +108,11 @@ pub fn header(kid: &str) -> Value {
 
 /// Signs `header` and `claims` with `key` into a compact JWS.
 pub fn mint(key: &TestKey, header: &Value, claims: &Value) -> String {
-    mint_raw(key, header.to_string().as_bytes(), claims.to_string().as_bytes())
+    mint_raw(
+        key,
+        header.to_string().as_bytes(),
+        claims.to_string().as_bytes(),
+    )
 }
 
 /// Signs raw header and payload bytes (for malformed-JSON and duplicate-key cases).

@@ -26,7 +26,14 @@ pub fn new_oid() -> String {
     static N: AtomicUsize = AtomicUsize::new(1);
     let n = N.fetch_add(1, Ordering::Relaxed) as u64;
     let pid = u64::from(std::process::id());
-    format!("{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}", pid & 0xffff_ffff, n & 0xffff, (n >> 16) & 0xfff, pid & 0xfff, n * 7919)
+    format!(
+        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+        pid & 0xffff_ffff,
+        n & 0xffff,
+        (n >> 16) & 0xfff,
+        pid & 0xfff,
+        n * 7919
+    )
 }
 
 /// One signing key per test process (RSA generation is slow).
@@ -56,7 +63,10 @@ fn pg_config() -> String {
 pub fn bindir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let out = Command::new(pg_config()).arg("--bindir").output().expect("run pg_config");
+        let out = Command::new(pg_config())
+            .arg("--bindir")
+            .output()
+            .expect("run pg_config");
         PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
     })
     .clone()
@@ -102,7 +112,12 @@ pub struct Setup {
 
 impl Default for Setup {
     fn default() -> Self {
-        Setup { conf: Vec::new(), hba_before: Vec::new(), preload: true, jwks: Some(jwks(&[key()])) }
+        Setup {
+            conf: Vec::new(),
+            hba_before: Vec::new(),
+            preload: true,
+            jwks: Some(jwks(&[key()])),
+        }
     }
 }
 
@@ -127,17 +142,31 @@ impl Cluster {
             std::fs::write(&jwks_path, doc).expect("write jwks");
         }
         if is_root() {
-            let ok = Command::new("chown").args(["-R", "postgres:"]).arg(&dir).status().expect("chown");
+            let ok = Command::new("chown")
+                .args(["-R", "postgres:"])
+                .arg(&dir)
+                .status()
+                .expect("chown");
             assert!(ok.success(), "chown cluster dir");
         }
         let data = dir.join("data");
         let out = as_owner(&bindir().join("initdb"))
             .args(["-D"])
             .arg(&data)
-            .args(["-U", "postgres", "--auth-local=trust", "--auth-host=reject", "-N"])
+            .args([
+                "-U",
+                "postgres",
+                "--auth-local=trust",
+                "--auth-host=reject",
+                "-N",
+            ])
             .output()
             .expect("initdb");
-        assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let mut conf = vec![
             "listen_addresses = '127.0.0.1'".to_string(),
             format!("port = {port}"),
@@ -207,7 +236,11 @@ impl Cluster {
             c.args(["-c", &script]);
             c
         };
-        let _ = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn();
+        let _ = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
     }
 
     pub fn restart(&self) {
@@ -220,10 +253,23 @@ impl Cluster {
         let out = Command::new(bindir().join("psql"))
             .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
             .arg(&self.dir)
-            .args(["-p", &self.port.to_string(), "-U", "postgres", "-d", "postgres", "-c", sql])
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-c",
+                sql,
+            ])
             .output()
             .expect("psql");
-        assert!(out.status.success(), "admin SQL failed: {sql}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "admin SQL failed: {sql}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
@@ -249,7 +295,11 @@ impl Cluster {
     pub fn psql(&self, role: &str, password: &str, sql: &str) -> Output {
         Command::new(bindir().join("psql"))
             .args(["-X", "-A", "-t", "-w", "-c", sql])
-            .arg(format!("host=127.0.0.1 port={} dbname=postgres user='{}'", self.port, role.replace('\'', "\\'")))
+            .arg(format!(
+                "host=127.0.0.1 port={} dbname=postgres user='{}'",
+                self.port,
+                role.replace('\'', "\\'")
+            ))
             .env("PGPASSWORD", password)
             .env("PGCONNECT_TIMEOUT", "20")
             .env_remove("PGSERVICE")
@@ -274,8 +324,17 @@ impl Cluster {
     /// The postmaster never had to restart a crashed backend.
     pub fn assert_no_crash(&self) {
         let log = self.log();
-        for marker in ["terminated by signal", "was terminated by exception", "terminating any other active server processes", "all server processes terminated; reinitializing", "PANIC:"] {
-            assert!(!log.contains(marker), "the server log shows a crash ({marker}):\n{log}");
+        for marker in [
+            "terminated by signal",
+            "was terminated by exception",
+            "terminating any other active server processes",
+            "all server processes terminated; reinitializing",
+            "PANIC:",
+        ] {
+            assert!(
+                !log.contains(marker),
+                "the server log shows a crash ({marker}):\n{log}"
+            );
         }
         // and it still accepts connections
         assert_eq!(self.admin("SELECT 1"), "1");
@@ -299,7 +358,10 @@ impl Drop for Cluster {
 }
 
 fn append(path: &Path, text: &str) {
-    let mut f = std::fs::OpenOptions::new().append(true).open(path).expect("open conf");
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .expect("open conf");
     writeln!(f, "\n{text}").expect("append conf");
 }
 
@@ -333,7 +395,9 @@ pub struct RawClient {
 impl RawClient {
     pub fn connect(port: u16, user: &str, database: &str) -> RawClient {
         let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-        stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
         let mut body = Vec::new();
         body.extend_from_slice(&196608u32.to_be_bytes());
         for (k, v) in [("user", user), ("database", database)] {
@@ -363,7 +427,11 @@ impl RawClient {
     /// Expects the server to ask for a cleartext password (AuthenticationCleartextPassword).
     pub fn expect_password_request(&mut self) {
         let answer = self.read();
-        assert_eq!(answer, Some((b'R', 3u32.to_be_bytes().to_vec())), "expected a cleartext password request");
+        assert_eq!(
+            answer,
+            Some((b'R', 3u32.to_be_bytes().to_vec())),
+            "expected a cleartext password request"
+        );
     }
 
     /// Sends a PasswordMessage with exactly `bytes` followed by a NUL.
@@ -421,7 +489,9 @@ impl RawClient {
             match self.read().expect("server closed") {
                 (b'D', body) => {
                     let len = i32::from_be_bytes([body[2], body[3], body[4], body[5]]);
-                    value = Some(String::from_utf8_lossy(&body[6..6 + len.max(0) as usize]).into_owned());
+                    value = Some(
+                        String::from_utf8_lossy(&body[6..6 + len.max(0) as usize]).into_owned(),
+                    );
                 }
                 (b'Z', _) => break,
                 (b'E', body) => panic!("query error: {}", String::from_utf8_lossy(&body)),

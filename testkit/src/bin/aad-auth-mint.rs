@@ -6,8 +6,8 @@
 //!
 //! Tokens are printed on stdout. The signing key never leaves DIR.
 
-use aad_auth_testkit::{header, jwks, mint, now, with, Claims, TestKey};
 use aad_auth_testkit::serde_json::json;
+use aad_auth_testkit::{header, jwks, mint, now, with, Claims, TestKey};
 use std::path::Path;
 use std::process::exit;
 
@@ -20,7 +20,10 @@ fn usage() -> ! {
 
 fn load(dir: &Path) -> TestKey {
     let kid = std::fs::read_to_string(dir.join("kid")).unwrap_or_else(|e| {
-        eprintln!("aad-auth-mint: cannot read {}: {e} (run keygen first)", dir.join("kid").display());
+        eprintln!(
+            "aad-auth-mint: cannot read {}: {e} (run keygen first)",
+            dir.join("kid").display()
+        );
         exit(1)
     });
     let der = std::fs::read(dir.join("signing-key.der")).unwrap_or_else(|e| {
@@ -35,8 +38,16 @@ fn load(dir: &Path) -> TestKey {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let flags: Vec<&str> = args.iter().filter(|a| a.starts_with("--")).map(String::as_str).collect();
-    let pos: Vec<&str> = args.iter().filter(|a| !a.starts_with("--")).map(String::as_str).collect();
+    let flags: Vec<&str> = args
+        .iter()
+        .filter(|a| a.starts_with("--"))
+        .map(String::as_str)
+        .collect();
+    let pos: Vec<&str> = args
+        .iter()
+        .filter(|a| !a.starts_with("--"))
+        .map(String::as_str)
+        .collect();
     match pos.as_slice() {
         ["keygen", dir, rest @ ..] => {
             let kid = rest.first().copied().unwrap_or("demo-key-1");
@@ -44,7 +55,10 @@ fn main() {
             let dir = Path::new(dir);
             let write = |name: &str, bytes: &[u8]| {
                 std::fs::write(dir.join(name), bytes).unwrap_or_else(|e| {
-                    eprintln!("aad-auth-mint: cannot write {}: {e}", dir.join(name).display());
+                    eprintln!(
+                        "aad-auth-mint: cannot write {}: {e}",
+                        dir.join(name).display()
+                    );
                     exit(1)
                 })
             };
