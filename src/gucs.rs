@@ -3,6 +3,7 @@
 //! old value kept).
 
 use aad_auth_core::policy::{DEFAULT_AUDIENCES, DEFAULT_AUTHORITY};
+use aad_auth_core::refresh::RefreshPolicy;
 use aad_auth_core::{list, Guid, Policy, TokenError};
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use pgrx::pg_guard;
@@ -185,6 +186,27 @@ pub fn tenant_id() -> Option<String> {
 
 pub fn jwks_file() -> Option<String> {
     text(&JWKS_FILE)
+}
+
+/// The tenant's key address: `aad_auth.jwks_uri`, else `{authority}/{tenant}/discovery/v2.0/keys`
+/// when a tenant is configured.
+pub fn jwks_uri() -> Option<String> {
+    text(&JWKS_URI).or_else(|| {
+        let tenant = text(&TENANT_ID)?.parse::<Guid>().ok()?;
+        let authority = text(&AUTHORITY).unwrap_or_else(|| DEFAULT_AUTHORITY.into());
+        Some(format!(
+            "{}/{tenant}/discovery/v2.0/keys",
+            authority.trim_end_matches('/')
+        ))
+    })
+}
+
+/// The key refresh settings.
+pub fn refresh_policy() -> RefreshPolicy {
+    RefreshPolicy {
+        interval: i64::from(JWKS_REFRESH_INTERVAL.get()),
+        min_interval: i64::from(JWKS_MIN_REFRESH_INTERVAL.get()),
+    }
 }
 
 pub fn password_auth() -> bool {

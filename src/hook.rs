@@ -124,20 +124,14 @@ fn token_sign_in(port: *mut pg_sys::Port, conn: &Connection, label: &Result<Labe
         }
         .raise(),
     };
-    let outcome = match (gucs::policy(), keycache::current()) {
-        (Err(e), _) => Outcome {
-            result: Err(e),
-            audit: Default::default(),
-        },
-        (Ok(_), Err(keycache::KeysUnavailable(why))) => {
-            log!("aad_auth: {why}");
-            Outcome {
-                result: Err(TokenError::NoKeys),
-                audit: Default::default(),
-            }
-        }
-        (Ok(policy), Ok(keys)) => aad_auth_core::validate(token, &keys, &policy, label, now()),
-    };
+    let mut outcome = check_token(token, label);
+    if matches!(
+        outcome.result,
+        Err(TokenError::UnknownKey { .. } | TokenError::NoKeys)
+    ) && keycache::refresh_and_wait()
+    {
+        outcome = check_token(token, label);
+    }
     if gucs::log_logins() {
         audit(conn, label, &outcome);
     }
@@ -147,6 +141,24 @@ fn token_sign_in(port: *mut pg_sys::Port, conn: &Connection, label: &Result<Labe
             error,
         }
         .raise();
+    }
+}
+
+/// The whole token check with the current settings and keys.
+fn check_token(token: &[u8], label: &Label) -> Outcome {
+    match (gucs::policy(), keycache::current()) {
+        (Err(e), _) => Outcome {
+            result: Err(e),
+            audit: Default::default(),
+        },
+        (Ok(_), Err(keycache::KeysUnavailable(why))) => {
+            log!("aad_auth: no signing keys: {why}");
+            Outcome {
+                result: Err(TokenError::NoKeys),
+                audit: Default::default(),
+            }
+        }
+        (Ok(policy), Ok(keys)) => aad_auth_core::validate(token, &keys, &policy, label, now()),
     }
 }
 

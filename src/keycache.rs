@@ -1,14 +1,24 @@
 //! The signing keys: one store for the whole cluster, in shared memory.
 //!
-//! The store holds the last good key set as a compact JWKS document, a generation number and
-//! where it came from. Each backend keeps the parsed keys of one generation and re-parses only
-//! when the generation moves. With `aad_auth.jwks_file`, a sign-in costs one `stat`: when the
-//! file's identity (path, size, inode, modification time) differs from the one the store was
-//! loaded from, the file is read and, if valid, published; if not, the last good keys stay and
-//! the failure is recorded once (not per sign-in).
+//! The store holds the last good key set as a compact JWKS document, a generation number, where
+//! the keys came from and the fetch bookkeeping. Each backend keeps the parsed keys of one
+//! generation and re-parses only when the generation moves; a sign-in with a cached key makes
+//! no network call.
+//!
+//! Two sources:
+//! - `aad_auth.jwks_file`: a sign-in costs one `stat`; when the file's identity (path, size,
+//!   inode, modification time) differs from the one loaded, it is read and, if valid,
+//!   published; if not, the last good keys stay and the failure is recorded once.
+//! - otherwise the tenant's JWKS address (`aad_auth.jwks_uri`, or the one derived from the
+//!   authority and tenant): only the background worker (`worker.rs`) fetches it. A sign-in
+//!   with an unknown key id may ask for one early refresh (at most one per
+//!   `aad_auth.jwks_min_refresh_interval` for the whole cluster) and waits a bounded time for
+//!   it. Fetched keys are saved under the data directory and loaded at start-up, so a restart
+//!   during an identity-provider outage still authenticates.
 
 use crate::gucs;
 use aad_auth_core::jwks::MAX_JWKS_BYTES;
+use aad_auth_core::refresh::RefreshState;
 use aad_auth_core::KeySet;
 use pgrx::lwlock::PgLwLock;
 use pgrx::pg_shmem_init;
@@ -18,12 +28,49 @@ use std::cell::RefCell;
 use std::hash::{Hash, Hasher};
 use std::os::unix::fs::MetadataExt;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 /// Room for the compact key set: 64 keys of 4096 bits take about 50 KB.
 const DOC_CAPACITY: usize = 128 * 1024;
-const ERROR_CAPACITY: usize = 512;
+const TEXT_CAPACITY: usize = 512;
+/// Where fetched keys are saved, relative to the data directory.
+pub const SAVED_KEYS: &str = "aad_auth_jwks.json";
+/// Longest a sign-in waits for a refresh it asked for (also bounded by authentication_timeout).
+const REFRESH_WAIT: Duration = Duration::from_secs(3);
 
-/// Identity of a key source as last seen (a file's, for now).
+/// Where keys come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    File(String),
+    Uri(String),
+}
+
+impl Source {
+    /// The configured source: the file when set, else the tenant's key address.
+    pub fn configured() -> Option<Source> {
+        if let Some(file) = gucs::jwks_file() {
+            return Some(Source::File(file));
+        }
+        gucs::jwks_uri().map(Source::Uri)
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Source::File(p) => format!("file:{p}"),
+            Source::Uri(u) => u.clone(),
+        }
+    }
+
+    /// The identity of a URI source (files use [`file_stamp`]).
+    fn uri_stamp(uri: &str) -> Stamp {
+        Stamp {
+            path_hash: hash(&format!("uri:{uri}")),
+            ..Stamp::default()
+        }
+    }
+}
+
+/// Identity of a key source as last seen.
 #[derive(Clone, Copy, Default, PartialEq, Eq)]
 struct Stamp {
     path_hash: u64,
@@ -32,23 +79,68 @@ struct Stamp {
     mtime_ns: i128,
 }
 
+fn hash(text: &str) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// A short text kept in shared memory.
+#[derive(Clone, Copy)]
+struct Text {
+    len: u32,
+    bytes: [u8; TEXT_CAPACITY],
+}
+
+impl Text {
+    const EMPTY: Text = Text {
+        len: 0,
+        bytes: [0; TEXT_CAPACITY],
+    };
+
+    fn set(&mut self, s: &str) {
+        let mut n = s.len().min(TEXT_CAPACITY);
+        while !s.is_char_boundary(n) {
+            n -= 1;
+        }
+        self.bytes[..n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len = n as u32;
+    }
+
+    fn get(&self) -> Option<String> {
+        (self.len > 0)
+            .then(|| String::from_utf8_lossy(&self.bytes[..self.len as usize]).into_owned())
+    }
+}
+
 #[derive(Clone, Copy)]
 pub struct KeyStore {
     /// Bumped on every publish; 0 while nothing was ever loaded.
     generation: u64,
-    /// The source the current keys came from.
+    /// The source state the current keys came from.
     good: Stamp,
-    /// The last source state that failed to load (so it is not retried per sign-in).
+    /// The last source state that failed to load (a file is not retried per sign-in).
     bad: Stamp,
-    loaded_at: i64,
-    failed_at: i64,
-    loads: u64,
+    /// The source of the last fetch attempt (a changed address is fetched at once).
+    attempted: Stamp,
+    source: Text,
+    last_success: i64,
+    last_failure: i64,
+    last_attempt: i64,
+    /// A sign-in asked for a refresh not attempted yet.
+    requested: bool,
+    /// When a sign-in's refresh request was last granted.
+    last_forced: i64,
+    fetches: u64,
     failures: u64,
+    /// Completed fetch attempts, for sign-ins waiting on one.
+    attempts: u64,
     left_out: u32,
+    /// The worker's latch (a pointer into shared memory), 0 while no worker runs.
+    worker_latch: usize,
+    error: Text,
     doc_len: u32,
     doc: [u8; DOC_CAPACITY],
-    error_len: u32,
-    error: [u8; ERROR_CAPACITY],
 }
 
 impl Default for KeyStore {
@@ -57,20 +149,27 @@ impl Default for KeyStore {
             generation: 0,
             good: Stamp::default(),
             bad: Stamp::default(),
-            loaded_at: 0,
-            failed_at: 0,
-            loads: 0,
+            attempted: Stamp::default(),
+            source: Text::EMPTY,
+            last_success: 0,
+            last_failure: 0,
+            last_attempt: 0,
+            requested: false,
+            last_forced: 0,
+            fetches: 0,
             failures: 0,
+            attempts: 0,
             left_out: 0,
+            worker_latch: 0,
+            error: Text::EMPTY,
             doc_len: 0,
             doc: [0; DOC_CAPACITY],
-            error_len: 0,
-            error: [0; ERROR_CAPACITY],
         }
     }
 }
 
-// SAFETY: KeyStore is plain old data (no pointers), valid in any process that maps it.
+// SAFETY: KeyStore is plain data; its one address (the worker's latch) points into shared
+// memory, which every process of the cluster maps at the same address.
 unsafe impl PGRXSharedMemory for KeyStore {}
 
 // SAFETY: the name is a static C string; the lock is initialised by pg_shmem_init!.
@@ -104,6 +203,9 @@ unsafe extern "C-unwind" fn shmem_startup() {
         unsafe { previous() };
     }
     // In the postmaster: load the keys so that every backend starts with them.
+    if let Some(Source::Uri(uri)) = Source::configured() {
+        load_saved(&uri);
+    }
     match current() {
         Ok(keys) => {
             let kids: Vec<&str> = keys.keys().iter().map(|k| k.kid.as_str()).collect();
@@ -113,24 +215,22 @@ unsafe extern "C-unwind" fn shmem_startup() {
                 kids.join(", ")
             );
         }
-        Err(KeysUnavailable(why)) => log!("aad_auth: no signing keys loaded: {why}"),
+        Err(KeysUnavailable(why)) => log!("aad_auth: no signing keys loaded yet: {why}"),
     }
 }
 
 /// Why no keys are available.
 pub struct KeysUnavailable(pub String);
 
-fn now() -> i64 {
+pub fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// The file's identity now; a file that cannot be stat'ed has a stamp of its own.
-fn stamp(path: &str) -> Result<Stamp, (Stamp, String)> {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    path.hash(&mut hasher);
-    let path_hash = hasher.finish();
+fn file_stamp(path: &str) -> Result<Stamp, (Stamp, String)> {
+    let path_hash = hash(path);
     match std::fs::metadata(path) {
         Ok(meta) => Ok(Stamp {
             path_hash,
@@ -149,7 +249,19 @@ fn stamp(path: &str) -> Result<Stamp, (Stamp, String)> {
     }
 }
 
-fn read(path: &str, size: u64) -> Result<KeySet, String> {
+/// Parses a key set document, logging the keys left out; an empty set is an error.
+pub fn parse_keys(what: &str, bytes: &[u8]) -> Result<KeySet, String> {
+    let keys = KeySet::parse(bytes).map_err(|e| format!("{what}: {e}"))?;
+    for skipped in &keys.skipped {
+        warning!("aad_auth: {what}: {skipped}");
+    }
+    if keys.is_empty() {
+        return Err(format!("{what} has no usable RS256 signing key"));
+    }
+    Ok(keys)
+}
+
+fn read_file(path: &str, size: u64) -> Result<KeySet, String> {
     if size > MAX_JWKS_BYTES as u64 {
         return Err(format!(
             "key set file \"{path}\" is {size} bytes, more than the limit of {MAX_JWKS_BYTES}"
@@ -157,19 +269,11 @@ fn read(path: &str, size: u64) -> Result<KeySet, String> {
     }
     let bytes =
         std::fs::read(path).map_err(|e| format!("cannot read key set file \"{path}\": {e}"))?;
-    let keys = KeySet::parse(&bytes).map_err(|e| format!("key set file \"{path}\": {e}"))?;
-    for skipped in &keys.skipped {
-        warning!("aad_auth: key set file \"{path}\": {skipped}");
-    }
-    if keys.is_empty() {
-        return Err(format!(
-            "key set file \"{path}\" has no usable RS256 signing key"
-        ));
-    }
-    Ok(keys)
+    parse_keys(&format!("key set file \"{path}\""), &bytes)
 }
 
-fn publish(source: Stamp, keys: &KeySet) {
+/// Makes `keys` the cluster's current key set; returns the compact document published.
+fn publish(source: &Source, stamp: Stamp, keys: &KeySet, fetched_at: i64) -> String {
     let (doc, left_out) = keys.to_compact_json(DOC_CAPACITY);
     if left_out > 0 {
         warning!("aad_auth: {left_out} signing key(s) left out: the key set is larger than the cache's capacity of {DOC_CAPACITY} bytes");
@@ -177,63 +281,70 @@ fn publish(source: Stamp, keys: &KeySet) {
     let mut store = STORE.exclusive();
     store.doc[..doc.len()].copy_from_slice(doc.as_bytes());
     store.doc_len = doc.len() as u32;
-    store.good = source;
+    store.good = stamp;
+    store.source.set(&source.describe());
     store.generation += 1;
-    store.loaded_at = now();
-    store.loads += 1;
+    store.last_success = fetched_at;
     store.left_out = left_out as u32;
+    doc
 }
 
-fn record_failure(source: Stamp, why: &str) {
+fn record_failure(stamp: Stamp, why: &str) {
     let mut store = STORE.exclusive();
-    let bytes = why.as_bytes();
-    let n = bytes.len().min(ERROR_CAPACITY);
-    store.error[..n].copy_from_slice(&bytes[..n]);
-    store.error_len = n as u32;
-    store.bad = source;
-    store.failed_at = now();
+    store.error.set(why);
+    store.bad = stamp;
+    store.last_failure = now();
     store.failures += 1;
 }
 
 /// Loads the file into the store if it changed since the store last looked at it.
-fn refresh_from_file(path: &str) {
-    let seen = stamp(path);
-    let current = match &seen {
+pub fn refresh_from_file(path: &str) {
+    let seen = file_stamp(path);
+    let stamp = match &seen {
         Ok(s) | Err((s, _)) => *s,
     };
     {
         let store = STORE.share();
-        if store.good == current || store.bad == current {
+        if store.good == stamp || store.bad == stamp {
             return;
         }
     }
+    STORE.exclusive().fetches += 1;
     match seen
         .map_err(|(_, why)| why)
-        .and_then(|s| read(path, s.size))
+        .and_then(|s| read_file(path, s.size))
     {
-        Ok(keys) => publish(current, &keys),
+        Ok(keys) => {
+            publish(&Source::File(path.to_owned()), stamp, &keys, now());
+        }
         Err(why) => {
-            let has_keys = STORE.share().generation > 0;
-            if has_keys {
+            if STORE.share().generation > 0 {
                 warning!("aad_auth: {why}; keeping the last good key set");
             } else {
                 warning!("aad_auth: {why}");
             }
-            record_failure(current, &why);
+            record_failure(stamp, &why);
         }
     }
 }
 
 /// The keys to verify with: the store's current generation, parsed once per backend.
 pub fn current() -> Result<Rc<KeySet>, KeysUnavailable> {
-    match gucs::jwks_file() {
-        Some(path) => refresh_from_file(&path),
-        None => return Err(KeysUnavailable("aad_auth.jwks_file is not set".into())),
+    match Source::configured() {
+        Some(Source::File(path)) => refresh_from_file(&path),
+        Some(Source::Uri(_)) => {} // the worker fetches
+        None => return Err(KeysUnavailable(
+            "no key source: set aad_auth.tenant_id (keys from the tenant) or aad_auth.jwks_file"
+                .into(),
+        )),
     }
     let generation = STORE.share().generation;
     if generation == 0 {
-        let store = STORE.share();
-        let why = String::from_utf8_lossy(&store.error[..store.error_len as usize]).into_owned();
+        let why = STORE
+            .share()
+            .error
+            .get()
+            .unwrap_or_else(|| "the signing keys have not been fetched yet".into());
         return Err(KeysUnavailable(why));
     }
     LOCAL.with_borrow_mut(|local| {
@@ -257,6 +368,151 @@ pub fn current() -> Result<Rc<KeySet>, KeysUnavailable> {
     })
 }
 
+/// For a sign-in whose key id is not cached (or with no keys at all): asks the worker for one
+/// refresh, unless one was granted less than `aad_auth.jwks_min_refresh_interval` ago, and
+/// waits for it, a few seconds at most and always less than `authentication_timeout`.
+/// Returns true when new keys were published meanwhile.
+pub fn refresh_and_wait() -> bool {
+    if !matches!(Source::configured(), Some(Source::Uri(_))) {
+        return false;
+    }
+    let policy = gucs::refresh_policy();
+    let (generation, attempts, latch) = {
+        let mut store = STORE.exclusive();
+        if store.worker_latch == 0 || !policy.may_force(store.last_forced, now()) {
+            return false;
+        }
+        store.last_forced = now();
+        store.requested = true;
+        (store.generation, store.attempts, store.worker_latch)
+    };
+    // SAFETY: the worker stored its own latch, which lives in shared memory for the cluster's
+    // lifetime; SetLatch may be called from any process.
+    unsafe { pg_sys::SetLatch(latch as *mut pg_sys::Latch) };
+    // SAFETY: a plain read of a server global.
+    let auth_timeout = Duration::from_secs(unsafe { pg_sys::AuthenticationTimeout }.max(2) as u64);
+    let deadline = Instant::now() + REFRESH_WAIT.min(auth_timeout - Duration::from_secs(1));
+    while Instant::now() < deadline {
+        // SAFETY: sleeping 20 ms; interrupts are handled by the caller's error paths.
+        unsafe { pg_sys::pg_usleep(20_000) };
+        let store = STORE.share();
+        if store.attempts != attempts {
+            return store.generation != generation;
+        }
+    }
+    false
+}
+
+// ---- the worker's side -------------------------------------------------------------------
+
+/// Registers the calling worker's latch, so that sign-ins can wake it.
+pub fn register_worker(latch: *mut pg_sys::Latch) {
+    STORE.exclusive().worker_latch = latch as usize;
+}
+
+/// Whether a fetch of `uri` is due now (scheduled, asked for, or a new address).
+pub fn fetch_due(uri: &str) -> (bool, RefreshState) {
+    let store = STORE.share();
+    let state = RefreshState {
+        last_attempt: store.last_attempt,
+        last_success: if store.good == Source::uri_stamp(uri) {
+            store.last_success
+        } else {
+            0
+        },
+        requested: store.requested,
+    };
+    let changed = store.attempted != Source::uri_stamp(uri);
+    (
+        gucs::refresh_policy().fetch_due(&state, now(), changed),
+        state,
+    )
+}
+
+/// Records the start of a fetch attempt.
+pub fn fetch_started(uri: &str) {
+    let mut store = STORE.exclusive();
+    store.requested = false;
+    store.last_attempt = now();
+    store.attempted = Source::uri_stamp(uri);
+    store.fetches += 1;
+}
+
+/// Records the end of a fetch attempt: publishes and saves the keys, or keeps the last good
+/// ones and records why.
+pub fn fetch_finished(uri: &str, result: Result<KeySet, String>) {
+    let stamp = Source::uri_stamp(uri);
+    match result {
+        Ok(keys) => {
+            let doc = publish(&Source::Uri(uri.to_owned()), stamp, &keys, now());
+            if let Err(e) = save(uri, &doc) {
+                warning!("aad_auth: could not save the signing keys to {SAVED_KEYS}: {e}");
+            }
+        }
+        Err(why) => {
+            let has_keys = STORE.share().generation > 0;
+            warning!(
+                "aad_auth: could not fetch the signing keys from {uri}: {why}{}",
+                if has_keys {
+                    "; keeping the last good key set"
+                } else {
+                    ""
+                }
+            );
+            record_failure(
+                stamp,
+                &format!("could not fetch the signing keys from {uri}: {why}"),
+            );
+        }
+    }
+    STORE.exclusive().attempts += 1;
+}
+
+/// Saves the key set atomically (write, fsync, rename) under the data directory.
+fn save(uri: &str, doc: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let body = format!(
+        "{{\"source\":{},{}",
+        serde_json::Value::from(uri),
+        &doc[1..]
+    );
+    let tmp = format!("{SAVED_KEYS}.tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(body.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, SAVED_KEYS)?;
+    if let Ok(dir) = std::fs::File::open(".") {
+        let _ = dir.sync_all();
+    }
+    Ok(())
+}
+
+/// At start-up: loads the keys saved from `uri`, if any (the worker fetches fresh ones next).
+fn load_saved(uri: &str) {
+    let Ok(bytes) = std::fs::read(SAVED_KEYS) else {
+        return;
+    };
+    let saved_from = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|v| v.get("source").and_then(|s| s.as_str()).map(str::to_owned));
+    if saved_from.as_deref() != Some(uri) {
+        log!("aad_auth: ignoring {SAVED_KEYS}: saved from another key source");
+        return;
+    }
+    match parse_keys(SAVED_KEYS, &bytes) {
+        Ok(keys) => {
+            publish(
+                &Source::Uri(uri.to_owned()),
+                Source::uri_stamp(uri),
+                &keys,
+                0,
+            );
+            log!("aad_auth: signing keys loaded from {SAVED_KEYS} (saved from {uri})");
+        }
+        Err(why) => warning!("aad_auth: ignoring {why}"),
+    }
+}
+
 /// Unix seconds as a timestamptz (PostgreSQL counts microseconds from 2000-01-01).
 fn timestamp(unix: i64) -> Option<TimestampWithTimeZone> {
     const PG_EPOCH: i64 = 946_684_800;
@@ -265,8 +521,9 @@ fn timestamp(unix: i64) -> Option<TimestampWithTimeZone> {
         .flatten()
 }
 
-/// What the key store holds: its source, the key ids, when it last loaded and failed, the
-/// last error, and how many loads it has done (one per change of the source, not per sign-in).
+/// What the key store holds: where the keys came from, the key ids, when the last fetch
+/// succeeded and failed, the last error, and how many fetches (or file loads) there were —
+/// one per refresh, not one per sign-in.
 #[allow(clippy::type_complexity)]
 #[pg_extern]
 fn aad_auth_jwks_status() -> TableIterator<
@@ -278,23 +535,24 @@ fn aad_auth_jwks_status() -> TableIterator<
         name!(last_success, Option<TimestampWithTimeZone>),
         name!(last_failure, Option<TimestampWithTimeZone>),
         name!(last_error, Option<String>),
-        name!(loads, i64),
+        name!(fetches, i64),
         name!(failures, i64),
     ),
 > {
     let keys = current().ok();
     let store = STORE.share();
-    let error = (store.error_len > 0)
-        .then(|| String::from_utf8_lossy(&store.error[..store.error_len as usize]).into_owned());
     let row = (
-        gucs::jwks_file().map(|p| format!("file:{p}")),
+        store
+            .source
+            .get()
+            .or_else(|| Source::configured().map(|s| s.describe())),
         keys.map(|k| k.keys().iter().map(|k| k.kid.clone()).collect())
             .unwrap_or_default(),
         store.generation as i64,
-        timestamp(store.loaded_at),
-        timestamp(store.failed_at),
-        error,
-        store.loads as i64,
+        timestamp(store.last_success),
+        timestamp(store.last_failure),
+        store.error.get(),
+        store.fetches as i64,
         store.failures as i64,
     );
     TableIterator::once(row)

@@ -17,6 +17,7 @@ mod gucs;
 mod hook;
 mod keycache;
 mod seclabel;
+mod worker;
 
 /// `#[pg_guard]` on our own `extern` blocks expands to `crate::ffi::pg_guard_ffi_boundary`.
 pub mod ffi {
@@ -47,6 +48,8 @@ pub extern "C-unwind" fn _PG_init() {
     seclabel::init();
     // The authentication hook.
     hook::init();
+    // The background worker that fetches the tenant's signing keys.
+    worker::init();
     // Which pg_hba.conf lines aad_auth governs.
     log_governed_lines();
 }

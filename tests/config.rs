@@ -135,7 +135,8 @@ fn key_set_file_changes_are_picked_up_without_restart() {
             .sign_in("rotate@contoso.com", &user_token(&oid, "r"))
             .is_ok());
     }
-    let status = "SELECT loads || ' ' || array_to_string(key_ids, ',') FROM aad_auth_jwks_status()";
+    let status =
+        "SELECT fetches || ' ' || array_to_string(key_ids, ',') FROM aad_auth_jwks_status()";
     assert_eq!(c.admin(status), format!("1 {}", key().kid));
 
     // rotate: publish both keys (write a new file and rename over, as a DBA's tooling would)

@@ -73,7 +73,7 @@ impl TokenError {
             ),
             UnsupportedAlgorithm(_) => "the access token is not signed with RS256, the only algorithm accepted".into(),
             MissingKeyId => "the access token's header names no signing key (kid)".into(),
-            NoKeys => "the server has no Microsoft Entra ID signing keys; ask the administrator to check aad_auth.jwks_file / aad_auth.jwks_uri".into(),
+            NoKeys => "the server has no Microsoft Entra ID signing keys: they could not be fetched from the identity provider (or read from the key set file); ask the administrator to check the server log and aad_auth_jwks_status()".into(),
             UnknownKey { .. } => "the access token's signing key is unknown to this server; acquire a new token, or ask the administrator to refresh the signing keys".into(),
             KeyIssuerMismatch { .. } => "the access token's signing key belongs to another tenant".into(),
             BadSignature => "the access token's signature is not valid".into(),

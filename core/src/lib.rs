@@ -12,6 +12,7 @@ pub mod jwks;
 pub mod label;
 pub mod list;
 pub mod policy;
+pub mod refresh;
 pub mod token;
 
 pub use error::TokenError;

@@ -39,6 +39,14 @@ impl TestKey {
         }
     }
 
+    /// The same key under another key id.
+    pub fn with_kid(&self, kid: &str) -> TestKey {
+        TestKey {
+            kid: kid.to_owned(),
+            key: self.key.clone(),
+        }
+    }
+
     /// The key as a JWK, shaped as Entra publishes it (`kty`, `use`, `kid`, `x5t`, `n`, `e`,
     /// `issuer` template).
     pub fn jwk(&self) -> Value {

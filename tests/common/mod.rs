@@ -184,7 +184,10 @@ impl Cluster {
         }
         conf.extend(setup.conf);
         append(&data.join("postgresql.conf"), &conf.join("\n"));
-        let mut hba = vec!["local all all trust".to_string()];
+        let mut hba = vec![
+            "local all all trust".to_string(),
+            "local replication all trust".to_string(),
+        ];
         hba.extend(setup.hba_before);
         hba.push("host all all 127.0.0.1/32 trust".into());
         std::fs::write(data.join("pg_hba.conf"), hba.join("\n") + "\n").expect("pg_hba.conf");
@@ -515,5 +518,206 @@ pub fn refusal(answer: Answer) -> (String, String) {
     match answer {
         Answer::Error { code, message } => (code, message),
         other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+/// How the stand-in identity provider answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// 200 with the current key set.
+    Serve,
+    /// 500 Internal Server Error.
+    Fail,
+    /// Accepts the connection and never answers.
+    Hang,
+}
+
+struct ServerState {
+    body: String,
+    mode: Mode,
+    requests: usize,
+    stop: bool,
+    held: Vec<TcpStream>,
+}
+
+/// A JWKS endpoint on loopback, standing in for `login.microsoftonline.com/{tenant}/discovery/v2.0/keys`.
+pub struct JwksServer {
+    pub port: u16,
+    state: std::sync::Arc<std::sync::Mutex<ServerState>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl JwksServer {
+    pub fn start(body: String) -> JwksServer {
+        Self::start_on(0, body)
+    }
+
+    /// Listens on `port` (0: any free port).
+    pub fn start_on(port: u16, body: String) -> JwksServer {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind JWKS server");
+        let port = listener.local_addr().unwrap().port();
+        let state = std::sync::Arc::new(std::sync::Mutex::new(ServerState {
+            body,
+            mode: Mode::Serve,
+            requests: 0,
+            stop: false,
+            held: Vec::new(),
+        }));
+        let shared = state.clone();
+        let thread = std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut st = shared.lock().unwrap();
+                if st.stop {
+                    break;
+                }
+                st.requests += 1;
+                let (mode, body) = (st.mode, st.body.clone());
+                if mode == Mode::Hang {
+                    st.held.push(stream);
+                    continue;
+                }
+                drop(st);
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request);
+                let response = match mode {
+                    Mode::Serve => format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    ),
+                    _ => "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string(),
+                };
+                let _ = stream.write_all(response.as_bytes());
+            }
+        });
+        JwksServer {
+            port,
+            state,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn uri(&self) -> String {
+        format!("http://127.0.0.1:{}/common/discovery/v2.0/keys", self.port)
+    }
+
+    pub fn set_body(&self, body: String) {
+        self.state.lock().unwrap().body = body;
+    }
+
+    pub fn set_mode(&self, mode: Mode) {
+        self.state.lock().unwrap().mode = mode;
+    }
+
+    /// Requests received so far.
+    pub fn requests(&self) -> usize {
+        self.state.lock().unwrap().requests
+    }
+
+    /// Stops listening: connections are refused from now on.
+    pub fn stop(&mut self) {
+        {
+            let mut st = self.state.lock().unwrap();
+            st.stop = true;
+            st.held.clear();
+        }
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for JwksServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Settings for a cluster that fetches its keys from `server` rather than reading a file.
+pub fn fetching_from(server: &JwksServer, extra: &[&str]) -> Setup {
+    let mut conf = vec![format!("aad_auth.jwks_uri = '{}'", server.uri())];
+    conf.extend(extra.iter().map(|s| s.to_string()));
+    Setup {
+        conf,
+        jwks: None,
+        ..Setup::default()
+    }
+}
+
+impl Cluster {
+    /// A value of `aad_auth_jwks_status()`.
+    pub fn jwks_status(&self, column: &str) -> String {
+        self.admin(&format!("SELECT {column} FROM aad_auth_jwks_status()"))
+    }
+
+    /// Waits until `sql` (run as the superuser) returns `want`, up to `secs` seconds.
+    pub fn wait_for(&self, sql: &str, want: &str, secs: u64) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let got = self.admin(sql);
+            if got == want {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "waited {secs}s for {sql} = {want}, got {got}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// A hot standby streamed from this cluster (pg_basebackup -R), with the same settings.
+    pub fn standby(&self) -> Cluster {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "aad_auth_e2e_standby_{}_{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        if is_root() {
+            Command::new("chown")
+                .args(["-R", "postgres:"])
+                .arg(&dir)
+                .status()
+                .unwrap();
+        }
+        let data = dir.join("data");
+        let out = as_owner(&bindir().join("pg_basebackup"))
+            .arg("-D")
+            .arg(&data)
+            .arg("-h")
+            .arg(&self.dir)
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-R",
+                "-X",
+                "stream",
+            ])
+            .output()
+            .expect("pg_basebackup");
+        assert!(
+            out.status.success(),
+            "pg_basebackup: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = free_port();
+        append(
+            &data.join("postgresql.conf"),
+            &format!(
+                "port = {port}\nunix_socket_directories = '{}'\nhot_standby = on",
+                dir.display()
+            ),
+        );
+        let standby = Cluster { dir, port };
+        standby.pg_ctl(&["-w", "-t", "30", "-l"], true);
+        standby.watchdog();
+        standby
     }
 }
