@@ -273,3 +273,26 @@ fn a_hot_standby_fetches_keys_and_signs_in_principals_created_on_the_primary() {
     );
     standby.assert_no_crash();
 }
+
+#[test]
+fn a_key_set_larger_than_the_cache_is_cut_and_logged_not_a_crash() {
+    let keys: Vec<TestKey> = (0..100)
+        .map(|i| key().with_kid(&format!("bulk-{i:03}")))
+        .collect();
+    let server = JwksServer::start(jwks(&keys.iter().collect::<Vec<_>>()));
+    let c = Cluster::start(fetching_from(&server, &[]));
+    let oid = with_principal(&c, "bulk@contoso.com");
+    c.wait_for("SELECT generation > 0 FROM aad_auth_jwks_status()", "t", 10);
+    assert_eq!(c.jwks_status("cardinality(key_ids)"), "64");
+    assert!(
+        c.log().contains("more than 64 keys in the set"),
+        "{}",
+        c.log()
+    );
+    assert_eq!(
+        c.sign_in("bulk@contoso.com", &token_signed_by(&keys[0], &oid))
+            .unwrap(),
+        "bulk@contoso.com"
+    );
+    c.assert_no_crash();
+}
