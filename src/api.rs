@@ -5,6 +5,7 @@
 //! aad_auth admin, and then do the catalog work as the bootstrap superuser for the duration of
 //! the statement only: creating roles, labelling them and granting `azure_pg_admin`.
 
+use crate::directory::{self, Answer, Question};
 use crate::gucs;
 use crate::seclabel::{self, ADMIN_ROLE, PROVIDER};
 use aad_auth_core::{Guid, Label, PrincipalType};
@@ -14,6 +15,8 @@ use pgrx::spi::{quote_identifier, quote_literal};
 
 /// Longest role name PostgreSQL keeps (NAMEDATALEN - 1 bytes); longer ones would be truncated.
 const MAX_ROLE_NAME: usize = 63;
+/// How long `pgaadauth_create_principal` waits for the directory.
+const DIRECTORY_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
 
 fn fail(code: PgSqlErrorCode, message: String, hint: &str) -> ! {
     let mut report = ErrorReport::new(code, message, "aad_auth");
@@ -198,6 +201,11 @@ fn pgaadauth_create_principal_with_oid(
         required(ismfa, "isMfa"),
     );
     check_role_name(name);
+    create(name, &label)
+}
+
+/// Refuses a role name that is already taken.
+fn ensure_new(name: &str) {
     if seclabel::role_oid(name).is_some() {
         fail(
             PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
@@ -205,9 +213,14 @@ fn pgaadauth_create_principal_with_oid(
             "Use pgaadauth_update_principal_with_oid to bind an existing role to another object id.",
         );
     }
+}
+
+/// Creates the LOGIN role `name` bound by `label`.
+fn create(name: &str, label: &Label) -> String {
+    ensure_new(name);
     as_superuser(|| {
         run(&format!("CREATE ROLE {} LOGIN", quote_identifier(name)));
-        set_label(name, &label);
+        set_label(name, label);
         if label.admin {
             grant_admin(name);
         }
@@ -215,8 +228,8 @@ fn pgaadauth_create_principal_with_oid(
     format!("Created role for \"{name}\"")
 }
 
-/// Creates a role by Entra display name or UPN: needs a directory (Microsoft Graph), which
-/// this server does not have configured.
+/// Creates a role by Entra name: a user's UPN, or a group's or service principal's display
+/// name (unique in the tenant), resolved through Microsoft Graph when a directory is configured.
 #[pg_extern]
 fn pgaadauth_create_principal(
     rolename: Option<&str>,
@@ -224,12 +237,38 @@ fn pgaadauth_create_principal(
     ismfa: Option<bool>,
 ) -> String {
     require_admin("pgaadauth_create_principal");
-    let _ = (required(rolename, "roleName"), isadmin, ismfa);
-    fail(
-        PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-        "pgaadauth_create_principal cannot resolve names: no Microsoft Entra ID directory is configured on this server".into(),
-        "Use pgaadauth_create_principal_with_oid(roleName, objectId, objectType, isAdmin, isMfa) with the object id from the Entra admin center or `az ad user show --id <upn> --query id`.",
-    )
+    let name = required(rolename, "roleName");
+    let (admin, mfa) = (required(isadmin, "isAdmin"), required(ismfa, "isMfa"));
+    check_role_name(name);
+    if gucs::directory().is_none() {
+        fail(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            "pgaadauth_create_principal cannot resolve names: no Microsoft Entra ID directory is configured on this server".into(),
+            "Use pgaadauth_create_principal_with_oid(roleName, objectId, objectType, isAdmin, isMfa) with the object id from the Entra admin center or `az ad user show --id <upn> --query id`, or configure aad_auth.graph_client_id and aad_auth.graph_client_secret_file.",
+        );
+    }
+    ensure_new(name);
+    match directory::ask(&Question::Resolve(name.to_owned()), DIRECTORY_WAIT) {
+        Ok(Answer::Resolved { oid, kind }) => create(
+            name,
+            &Label {
+                oid,
+                kind,
+                admin,
+                mfa,
+            },
+        ),
+        Ok(Answer::Member(_)) => fail(
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            "unexpected directory answer".into(),
+            "",
+        ),
+        Err(why) => fail(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+            format!("could not resolve \"{name}\" in Microsoft Entra ID: {why}"),
+            "Use pgaadauth_create_principal_with_oid with the object id.",
+        ),
+    }
 }
 
 /// Rebinds an existing role to another Entra object, keeping its grants.

@@ -25,6 +25,11 @@ static CLOCK_SKEW: GucSetting<i32> = GucSetting::<i32>::new(300);
 static PASSWORD_AUTH: GucSetting<bool> = GucSetting::<bool>::new(true);
 static SKIP_ROLES: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 static LOG_LOGINS: GucSetting<bool> = GucSetting::<bool>::new(true);
+static GRAPH_CLIENT_ID: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static GRAPH_CLIENT_SECRET_FILE: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(None);
+static GRAPH_ENDPOINT: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"https://graph.microsoft.com"));
 
 /// Registers every setting; called once from `_PG_init`.
 pub fn init() {
@@ -105,7 +110,37 @@ pub fn init() {
             None,
             None,
         );
+        GucRegistry::define_string_guc_with_hooks(
+            c"aad_auth.graph_client_id",
+            c"Application (client) id used to look names and group memberships up in Microsoft Graph.",
+            c"Empty: no directory; pgaadauth_create_principal refuses and group-overage tokens are refused.",
+            &GRAPH_CLIENT_ID,
+            ctx,
+            GucFlags::default(),
+            Some(check_optional_guid),
+            None,
+            None,
+        );
+        GucRegistry::define_string_guc_with_hooks(
+            c"aad_auth.graph_endpoint",
+            c"Microsoft Graph address.",
+            c"Default https://graph.microsoft.com.",
+            &GRAPH_ENDPOINT,
+            ctx,
+            GucFlags::default(),
+            Some(check_url),
+            None,
+            None,
+        );
     }
+    GucRegistry::define_string_guc(
+        c"aad_auth.graph_client_secret_file",
+        c"File holding the client secret of aad_auth.graph_client_id; relative to the data directory.",
+        c"The secret is read by the background worker only when it needs a Graph token, and never logged.",
+        &GRAPH_CLIENT_SECRET_FILE,
+        ctx,
+        GucFlags::SUPERUSER_ONLY,
+    );
     GucRegistry::define_int_guc(
         c"aad_auth.jwks_refresh_interval",
         c"How often the signing keys are refreshed.",
@@ -201,6 +236,34 @@ pub fn jwks_uri() -> Option<String> {
     })
 }
 
+/// Where and how to ask Microsoft Graph, when a directory is configured.
+pub struct Directory {
+    pub client_id: String,
+    pub secret_file: String,
+    /// The client-credentials token endpoint, `{authority}/{tenant}/oauth2/v2.0/token`.
+    pub token_endpoint: String,
+    /// Graph's address, without a trailing slash.
+    pub graph: String,
+}
+
+/// The directory settings, when `aad_auth.graph_client_id` and the secret file are set.
+pub fn directory() -> Option<Directory> {
+    let tenant = text(&TENANT_ID)?.parse::<Guid>().ok()?;
+    let authority = text(&AUTHORITY).unwrap_or_else(|| DEFAULT_AUTHORITY.into());
+    Some(Directory {
+        client_id: text(&GRAPH_CLIENT_ID)?,
+        secret_file: text(&GRAPH_CLIENT_SECRET_FILE)?,
+        token_endpoint: format!(
+            "{}/{tenant}/oauth2/v2.0/token",
+            authority.trim_end_matches('/')
+        ),
+        graph: text(&GRAPH_ENDPOINT)
+            .unwrap_or_else(|| "https://graph.microsoft.com".into())
+            .trim_end_matches('/')
+            .to_owned(),
+    })
+}
+
 /// The key refresh settings.
 pub fn refresh_policy() -> RefreshPolicy {
     RefreshPolicy {
@@ -269,6 +332,24 @@ unsafe extern "C-unwind" fn check_tenant_id(
             v if v.parse::<Guid>().is_ok() => Ok(()),
             _ => Err("aad_auth.tenant_id must be the tenant's id, a GUID such as 72f988bf-86f1-41af-91ab-2d7cd011db47.".into()),
         }
+        })
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn check_optional_guid(
+    newval: *mut *mut c_char,
+    _extra: *mut *mut c_void,
+    _source: pg_sys::GucSource::Type,
+) -> bool {
+    // SAFETY: called by PostgreSQL as a string check hook.
+    unsafe {
+        check_with(newval, |v| match v {
+            "" => Ok(()),
+            v if v.parse::<Guid>().is_ok() => Ok(()),
+            _ => {
+                Err("The value must be a GUID such as 00000000-0000-0000-0000-000000000000.".into())
+            }
         })
     }
 }

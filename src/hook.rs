@@ -6,6 +6,7 @@
 //! password lines it can only veto (`aad_auth.password_auth = off`). Unix-socket connections
 //! are never touched: they are the break-glass path.
 
+use crate::directory::{self, Answer, Question};
 use crate::error::Refusal;
 use crate::ffi_decls::{
     self, AadPortInfo, ClientAuthenticationHook, METHOD_PASSWORD, METHOD_TRUST,
@@ -124,13 +125,22 @@ fn token_sign_in(port: *mut pg_sys::Port, conn: &Connection, label: &Result<Labe
         }
         .raise(),
     };
-    let mut outcome = check_token(token, label);
+    let mut outcome = check_token(token, label, None);
     if matches!(
         outcome.result,
         Err(TokenError::UnknownKey { .. } | TokenError::NoKeys)
     ) && keycache::refresh_and_wait()
     {
-        outcome = check_token(token, label);
+        outcome = check_token(token, label, None);
+    }
+    if matches!(outcome.result, Err(TokenError::GroupOverage)) && gucs::directory().is_some() {
+        outcome = match overage_membership(&outcome, label) {
+            Ok(member) => check_token(token, label, Some(member)),
+            Err(why) => Outcome {
+                result: Err(TokenError::DirectoryUnavailable(why)),
+                ..outcome
+            },
+        };
     }
     if gucs::log_logins() {
         audit(conn, label, &outcome);
@@ -144,8 +154,22 @@ fn token_sign_in(port: *mut pg_sys::Port, conn: &Connection, label: &Result<Labe
     }
 }
 
+/// Asks the directory whether the principal of an overage token is a member of the role's group.
+fn overage_membership(outcome: &Outcome, label: &Label) -> Result<bool, String> {
+    let member = outcome.audit.oid.clone().ok_or("the token has no oid")?;
+    let question = Question::Member {
+        member,
+        is_app: outcome.audit.kind == Some("app"),
+        group: label.oid,
+    };
+    match directory::ask(&question, keycache::sign_in_wait())? {
+        Answer::Member(yes) => Ok(yes),
+        Answer::Resolved { .. } => Err("unexpected directory answer".into()),
+    }
+}
+
 /// The whole token check with the current settings and keys.
-fn check_token(token: &[u8], label: &Label) -> Outcome {
+fn check_token(token: &[u8], label: &Label, overage_member: Option<bool>) -> Outcome {
     match (gucs::policy(), keycache::current()) {
         (Err(e), _) => Outcome {
             result: Err(e),
@@ -158,7 +182,9 @@ fn check_token(token: &[u8], label: &Label) -> Outcome {
                 audit: Default::default(),
             }
         }
-        (Ok(policy), Ok(keys)) => aad_auth_core::validate(token, &keys, &policy, label, now()),
+        (Ok(policy), Ok(keys)) => {
+            aad_auth_core::validate_with(token, &keys, &policy, label, now(), overage_member)
+        }
     }
 }
 

@@ -87,18 +87,18 @@ fn hash(text: &str) -> u64 {
 
 /// A short text kept in shared memory.
 #[derive(Clone, Copy)]
-struct Text {
+pub(crate) struct Text {
     len: u32,
     bytes: [u8; TEXT_CAPACITY],
 }
 
 impl Text {
-    const EMPTY: Text = Text {
+    pub(crate) const EMPTY: Text = Text {
         len: 0,
         bytes: [0; TEXT_CAPACITY],
     };
 
-    fn set(&mut self, s: &str) {
+    pub(crate) fn set(&mut self, s: &str) {
         let mut n = s.len().min(TEXT_CAPACITY);
         while !s.is_char_boundary(n) {
             n -= 1;
@@ -107,7 +107,7 @@ impl Text {
         self.len = n as u32;
     }
 
-    fn get(&self) -> Option<String> {
+    pub(crate) fn get(&self) -> Option<String> {
         (self.len > 0)
             .then(|| String::from_utf8_lossy(&self.bytes[..self.len as usize]).into_owned())
     }
@@ -377,21 +377,17 @@ pub fn refresh_and_wait() -> bool {
         return false;
     }
     let policy = gucs::refresh_policy();
-    let (generation, attempts, latch) = {
+    let (generation, attempts) = {
         let mut store = STORE.exclusive();
         if store.worker_latch == 0 || !policy.may_force(store.last_forced, now()) {
             return false;
         }
         store.last_forced = now();
         store.requested = true;
-        (store.generation, store.attempts, store.worker_latch)
+        (store.generation, store.attempts)
     };
-    // SAFETY: the worker stored its own latch, which lives in shared memory for the cluster's
-    // lifetime; SetLatch may be called from any process.
-    unsafe { pg_sys::SetLatch(latch as *mut pg_sys::Latch) };
-    // SAFETY: a plain read of a server global.
-    let auth_timeout = Duration::from_secs(unsafe { pg_sys::AuthenticationTimeout }.max(2) as u64);
-    let deadline = Instant::now() + REFRESH_WAIT.min(auth_timeout - Duration::from_secs(1));
+    wake_worker();
+    let deadline = Instant::now() + sign_in_wait();
     while Instant::now() < deadline {
         // SAFETY: sleeping 20 ms; interrupts are handled by the caller's error paths.
         unsafe { pg_sys::pg_usleep(20_000) };
@@ -404,6 +400,25 @@ pub fn refresh_and_wait() -> bool {
 }
 
 // ---- the worker's side -------------------------------------------------------------------
+
+/// Wakes the background worker; false when none is running.
+pub fn wake_worker() -> bool {
+    let latch = STORE.share().worker_latch;
+    if latch != 0 {
+        // SAFETY: the worker stored its own latch, which lives in shared memory for the
+        // cluster's lifetime; SetLatch may be called from any process.
+        unsafe { pg_sys::SetLatch(latch as *mut pg_sys::Latch) };
+    }
+    latch != 0
+}
+
+/// How long a sign-in may wait for the worker: a few seconds, and always less than
+/// `authentication_timeout`.
+pub fn sign_in_wait() -> Duration {
+    // SAFETY: a plain read of a server global.
+    let auth_timeout = Duration::from_secs(unsafe { pg_sys::AuthenticationTimeout }.max(2) as u64);
+    REFRESH_WAIT.min(auth_timeout - Duration::from_secs(1))
+}
 
 /// Registers the calling worker's latch, so that sign-ins can wake it.
 pub fn register_worker(latch: *mut pg_sys::Latch) {

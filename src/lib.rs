@@ -11,10 +11,13 @@
 use pgrx::prelude::*;
 
 mod api;
+mod directory;
 mod error;
 mod ffi_decls;
+mod graph;
 mod gucs;
 mod hook;
+mod http;
 mod keycache;
 mod seclabel;
 mod worker;
@@ -44,6 +47,8 @@ pub extern "C-unwind" fn _PG_init() {
     unsafe { pg_sys::MarkGUCPrefixReserved(c"aad_auth".as_ptr()) };
     // Shared memory for the cluster's signing keys (loaded once it exists).
     keycache::init();
+    // Shared memory for questions to the directory (Microsoft Graph).
+    directory::init();
     // The label provider.
     seclabel::init();
     // The authentication hook.

@@ -6,7 +6,7 @@
 //! directory. It needs no database connection, so it also runs on a hot standby, and it never
 //! writes to a catalog. With `aad_auth.jwks_file` it only watches the file.
 
-use crate::{gucs, keycache};
+use crate::{directory, gucs, http, keycache};
 use aad_auth_core::jwks::MAX_JWKS_BYTES;
 use aad_auth_core::KeySet;
 use pgrx::bgworkers::{
@@ -15,10 +15,6 @@ use pgrx::bgworkers::{
 use pgrx::prelude::*;
 use std::time::Duration;
 
-/// Time allowed to connect to the identity provider.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Time allowed for the whole request, body included.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest sleep between looks at the configuration and the file.
 const MAX_SLEEP: Duration = Duration::from_secs(10);
 
@@ -54,8 +50,9 @@ pub extern "C-unwind" fn aad_auth_worker_main(_arg: pg_sys::Datum) {
     keycache::register_worker(std::ptr::null_mut());
 }
 
-/// One look at the sources; returns how long to sleep.
+/// One look at the directory requests and the key sources; returns how long to sleep.
 fn cycle() -> Duration {
+    directory::serve();
     match keycache::Source::configured() {
         Some(keycache::Source::File(path)) => {
             keycache::refresh_from_file(&path);
@@ -75,34 +72,18 @@ fn cycle() -> Duration {
     }
 }
 
-/// Fetches and parses a key set: https only (plain http to loopback addresses, for tests and
-/// local stand-ins), no redirects, bounded in time and size.
+/// Fetches and parses a key set, bounded in time and size.
 fn fetch(uri: &str) -> Result<KeySet, String> {
-    if !uri.starts_with("https://") && !gucs::is_loopback_http(uri) {
-        return Err("refusing to fetch keys over plain http from a non-loopback address".into());
+    http::check_address(uri)?;
+    let (status, body) = http::read(
+        http::agent()
+            .get(uri)
+            .header("Accept", "application/json")
+            .call(),
+        MAX_JWKS_BYTES,
+    )?;
+    if status != 200 {
+        return Err(format!("HTTP status {status}"));
     }
-    let tls = ureq::tls::TlsConfig::builder()
-        .root_certs(ureq::tls::RootCerts::PlatformVerifier)
-        .build();
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_connect(Some(CONNECT_TIMEOUT))
-        .timeout_global(Some(REQUEST_TIMEOUT))
-        .max_redirects(0)
-        .http_status_as_error(true)
-        .tls_config(tls)
-        .user_agent("aad_auth")
-        .build()
-        .into();
-    let mut response = agent
-        .get(uri)
-        .header("Accept", "application/json")
-        .call()
-        .map_err(|e| e.to_string())?;
-    let body = response
-        .body_mut()
-        .with_config()
-        .limit(MAX_JWKS_BYTES as u64)
-        .read_to_vec()
-        .map_err(|e| e.to_string())?;
     keycache::parse_keys("the key set", &body)
 }

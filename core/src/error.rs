@@ -55,6 +55,8 @@ pub enum TokenError {
     NotGroupMember { group_oid: Guid },
     /// The token lists no groups because the user is in too many (overage).
     GroupOverage,
+    /// Group membership of an overage token could not be checked in the directory.
+    DirectoryUnavailable(String),
     /// The role requires MFA and `amr` does not contain `mfa`.
     MfaRequired,
     /// `aad_auth.tenant_id` is not set.
@@ -101,7 +103,8 @@ impl TokenError {
             NotGroupMember { group_oid } => format!(
                 "the access token does not list group {group_oid}, which role \"{role}\" is bound to"
             ),
-            GroupOverage => "the access token lists no groups because the user is in too many (group overage); sign in with a role bound to the user itself, or ask the administrator to configure a directory".into(),
+            DirectoryUnavailable(_) => "the access token lists no groups (group overage) and the directory could not be asked about group membership; try again, or ask the administrator to check the server log".into(),
+            GroupOverage => "the access token lists no groups because its principal is in too many groups (group overage); sign in as a role bound to the principal itself, or ask the administrator to configure a directory (aad_auth.graph_client_id) so that membership is checked there".into(),
             MfaRequired => format!(
                 "role \"{role}\" requires multi-factor authentication, and the access token was issued without it; sign in again with MFA"
             ),
@@ -142,6 +145,7 @@ impl TokenError {
                 format!("token oid {token_oid}, label oid {label_oid}")
             }
             NotGroupMember { group_oid } => format!("group {group_oid} not in groups claim"),
+            DirectoryUnavailable(why) => format!("group overage: directory check failed: {why}"),
             GroupOverage => "group overage token (_claim_names.groups / hasgroups)".into(),
             MfaRequired => "amr lacks mfa".into(),
             TenantNotConfigured => "aad_auth.tenant_id is not set".into(),

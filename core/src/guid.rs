@@ -7,6 +7,11 @@ use std::str::FromStr;
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Guid([u8; 16]);
 
+impl Guid {
+    /// 00000000-0000-0000-0000-000000000000.
+    pub const NIL: Guid = Guid([0; 16]);
+}
+
 /// The text was not a GUID in `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` form.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotAGuid;

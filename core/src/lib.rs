@@ -31,8 +31,22 @@ pub struct Outcome {
 /// Checks `token` (the password as sent) against the key set, the policy and the role's label,
 /// at Unix time `now`. This is the whole rule; the server only supplies the inputs.
 pub fn validate(token: &[u8], keys: &KeySet, policy: &Policy, label: &Label, now: i64) -> Outcome {
+    validate_with(token, keys, policy, label, now, None)
+}
+
+/// [`validate`], with the directory's answer for a group-overage token: whether the token's
+/// principal is a member of the label's group (`None`: not asked, and the token is refused as
+/// [`TokenError::GroupOverage`]).
+pub fn validate_with(
+    token: &[u8],
+    keys: &KeySet,
+    policy: &Policy,
+    label: &Label,
+    now: i64,
+    overage_member: Option<bool>,
+) -> Outcome {
     let mut audit = Audit::default();
-    let result = check(token, keys, policy, label, now, &mut audit);
+    let result = check(token, keys, policy, label, now, overage_member, &mut audit);
     Outcome { result, audit }
 }
 
@@ -42,12 +56,13 @@ fn check(
     policy: &Policy,
     label: &Label,
     now: i64,
+    overage_member: Option<bool>,
     audit: &mut Audit,
 ) -> Result<Principal, TokenError> {
     let parsed = token::parse(token)?;
     audit.kid = Some(parsed.kid.clone());
     let claims = parsed.verify(keys)?;
     let principal = policy::check_claims(&claims, policy, now, audit)?;
-    policy::authorize(&principal, label)?;
+    policy::authorize_with(&principal, label, overage_member)?;
     Ok(principal)
 }

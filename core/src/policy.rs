@@ -270,6 +270,15 @@ fn same_guid(a: &Guid, b: Option<&str>) -> bool {
 
 /// Decides whether `principal` may sign in as the role carrying `label`.
 pub fn authorize(principal: &Principal, label: &Label) -> Result<(), TokenError> {
+    authorize_with(principal, label, None)
+}
+
+/// [`authorize`], with the directory's answer on group membership for an overage token.
+pub fn authorize_with(
+    principal: &Principal,
+    label: &Label,
+    overage_member: Option<bool>,
+) -> Result<(), TokenError> {
     let wrong_kind = || TokenError::WrongPrincipalKind {
         role_kind: label.kind.as_str(),
         token_kind: principal.kind.as_str(),
@@ -298,7 +307,15 @@ pub fn authorize(principal: &Principal, label: &Label) -> Result<(), TokenError>
             }
         }
         PrincipalType::Group => match &principal.groups {
-            Groups::Overage => return Err(TokenError::GroupOverage),
+            Groups::Overage => match overage_member {
+                None => return Err(TokenError::GroupOverage),
+                Some(false) => {
+                    return Err(TokenError::NotGroupMember {
+                        group_oid: label.oid,
+                    })
+                }
+                Some(true) => {}
+            },
             Groups::Listed(groups) => {
                 if !groups.iter().any(|g| same_guid(&label.oid, Some(g))) {
                     return Err(TokenError::NotGroupMember {
@@ -312,4 +329,56 @@ pub fn authorize(principal: &Principal, label: &Label) -> Result<(), TokenError>
         return Err(TokenError::MfaRequired);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn overage_principal(mfa: bool) -> Principal {
+        Principal {
+            kind: TokenKind::User,
+            oid: Some("11111111-1111-1111-1111-111111111111".into()),
+            appid: None,
+            name: None,
+            tid: "72f988bf-86f1-41af-91ab-2d7cd011db47".into(),
+            groups: Groups::Overage,
+            mfa,
+        }
+    }
+
+    fn group_label(mfa: bool) -> Label {
+        Label {
+            oid: "22222222-2222-2222-2222-222222222222".parse().unwrap(),
+            kind: PrincipalType::Group,
+            admin: false,
+            mfa,
+        }
+    }
+
+    #[test]
+    fn overage_is_refused_unless_the_directory_answers() {
+        let p = overage_principal(false);
+        assert_eq!(
+            authorize(&p, &group_label(false)),
+            Err(TokenError::GroupOverage)
+        );
+        assert_eq!(authorize_with(&p, &group_label(false), Some(true)), Ok(()));
+        assert!(matches!(
+            authorize_with(&p, &group_label(false), Some(false)),
+            Err(TokenError::NotGroupMember { .. })
+        ));
+    }
+
+    #[test]
+    fn overage_member_still_needs_mfa_when_the_role_does() {
+        assert_eq!(
+            authorize_with(&overage_principal(false), &group_label(true), Some(true)),
+            Err(TokenError::MfaRequired)
+        );
+        assert_eq!(
+            authorize_with(&overage_principal(true), &group_label(true), Some(true)),
+            Ok(())
+        );
+    }
 }
