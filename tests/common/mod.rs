@@ -521,45 +521,100 @@ pub fn refusal(answer: Answer) -> (String, String) {
     }
 }
 
-/// How the stand-in identity provider answers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    /// 200 with the current key set.
-    Serve,
-    /// 500 Internal Server Error.
-    Fail,
-    /// Accepts the connection and never answers.
+/// An HTTP request as a stub server saw it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    /// Path and query, as sent.
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// What a stub server does with a request.
+pub enum Reply {
+    Respond(u16, String),
+    /// Keep the connection open and never answer.
     Hang,
 }
 
-struct ServerState {
-    body: String,
-    mode: Mode,
-    requests: usize,
+type Handler = Box<dyn Fn(&Request) -> Reply + Send>;
+
+struct StubState {
+    handler: Handler,
+    requests: Vec<Request>,
     stop: bool,
     held: Vec<TcpStream>,
 }
 
-/// A JWKS endpoint on loopback, standing in for `login.microsoftonline.com/{tenant}/discovery/v2.0/keys`.
-pub struct JwksServer {
+/// A small HTTP/1.1 server on loopback, standing in for Entra ID and Microsoft Graph.
+pub struct StubServer {
     pub port: u16,
-    state: std::sync::Arc<std::sync::Mutex<ServerState>>,
+    state: std::sync::Arc<std::sync::Mutex<StubState>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-impl JwksServer {
-    pub fn start(body: String) -> JwksServer {
-        Self::start_on(0, body)
+fn read_request(stream: &mut TcpStream) -> Option<Request> {
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let mut data = Vec::new();
+    let mut buf = [0u8; 4096];
+    let header_end = loop {
+        let n = stream.read(&mut buf).ok()?;
+        if n == 0 {
+            return None;
+        }
+        data.extend_from_slice(&buf[..n]);
+        if let Some(i) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&data[..header_end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let mut first = lines.next()?.split(' ');
+    let (method, target) = (first.next()?.to_owned(), first.next()?.to_owned());
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        })
+        .collect();
+    let length = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    while data.len() < header_end + length {
+        let n = stream.read(&mut buf).ok()?;
+        if n == 0 {
+            break;
+        }
+        data.extend_from_slice(&buf[..n]);
     }
+    let body = String::from_utf8_lossy(&data[header_end..]).into_owned();
+    Some(Request {
+        method,
+        target,
+        headers,
+        body,
+    })
+}
 
-    /// Listens on `port` (0: any free port).
-    pub fn start_on(port: u16, body: String) -> JwksServer {
-        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind JWKS server");
+impl StubServer {
+    pub fn start(handler: impl Fn(&Request) -> Reply + Send + 'static) -> StubServer {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind stub server");
         let port = listener.local_addr().unwrap().port();
-        let state = std::sync::Arc::new(std::sync::Mutex::new(ServerState {
-            body,
-            mode: Mode::Serve,
-            requests: 0,
+        let state = std::sync::Arc::new(std::sync::Mutex::new(StubState {
+            handler: Box::new(handler),
+            requests: Vec::new(),
             stop: false,
             held: Vec::new(),
         }));
@@ -567,52 +622,45 @@ impl JwksServer {
         let thread = std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { continue };
-                let mut st = shared.lock().unwrap();
-                if st.stop {
+                if shared.lock().unwrap().stop {
                     break;
                 }
-                st.requests += 1;
-                let (mode, body) = (st.mode, st.body.clone());
-                if mode == Mode::Hang {
-                    st.held.push(stream);
+                let Some(request) = read_request(&mut stream) else {
                     continue;
-                }
-                drop(st);
-                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-                let mut request = [0u8; 4096];
-                let _ = stream.read(&mut request);
-                let response = match mode {
-                    Mode::Serve => format!(
-                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                        body.len()
-                    ),
-                    _ => "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string(),
                 };
-                let _ = stream.write_all(response.as_bytes());
+                let mut st = shared.lock().unwrap();
+                st.requests.push(request.clone());
+                match (st.handler)(&request) {
+                    Reply::Hang => st.held.push(stream),
+                    Reply::Respond(status, body) => {
+                        drop(st);
+                        let response = format!(
+                            "HTTP/1.1 {status} Stub\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        );
+                        let _ = stream.write_all(response.as_bytes());
+                    }
+                }
             }
         });
-        JwksServer {
+        StubServer {
             port,
             state,
             thread: Some(thread),
         }
     }
 
-    pub fn uri(&self) -> String {
-        format!("http://127.0.0.1:{}/common/discovery/v2.0/keys", self.port)
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
     }
 
-    pub fn set_body(&self, body: String) {
-        self.state.lock().unwrap().body = body;
+    pub fn set_handler(&self, handler: impl Fn(&Request) -> Reply + Send + 'static) {
+        self.state.lock().unwrap().handler = Box::new(handler);
     }
 
-    pub fn set_mode(&self, mode: Mode) {
-        self.state.lock().unwrap().mode = mode;
-    }
-
-    /// Requests received so far.
-    pub fn requests(&self) -> usize {
-        self.state.lock().unwrap().requests
+    /// The requests received so far.
+    pub fn requests(&self) -> Vec<Request> {
+        self.state.lock().unwrap().requests.clone()
     }
 
     /// Stops listening: connections are refused from now on.
@@ -629,9 +677,61 @@ impl JwksServer {
     }
 }
 
-impl Drop for JwksServer {
+impl Drop for StubServer {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// How the stand-in key endpoint answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// 200 with the current key set.
+    Serve,
+    /// 500 Internal Server Error.
+    Fail,
+    /// Accepts the connection and never answers.
+    Hang,
+}
+
+/// A JWKS endpoint on loopback, standing in for `login.microsoftonline.com/{tenant}/discovery/v2.0/keys`.
+pub struct JwksServer {
+    server: StubServer,
+    body: std::sync::Arc<std::sync::Mutex<(String, Mode)>>,
+}
+
+impl JwksServer {
+    pub fn start(body: String) -> JwksServer {
+        let body = std::sync::Arc::new(std::sync::Mutex::new((body, Mode::Serve)));
+        let shared = body.clone();
+        let server = StubServer::start(move |_| match &*shared.lock().unwrap() {
+            (body, Mode::Serve) => Reply::Respond(200, body.clone()),
+            (_, Mode::Fail) => Reply::Respond(500, String::new()),
+            (_, Mode::Hang) => Reply::Hang,
+        });
+        JwksServer { server, body }
+    }
+
+    pub fn uri(&self) -> String {
+        format!("{}/common/discovery/v2.0/keys", self.server.url())
+    }
+
+    pub fn set_body(&self, body: String) {
+        self.body.lock().unwrap().0 = body;
+    }
+
+    pub fn set_mode(&self, mode: Mode) {
+        self.body.lock().unwrap().1 = mode;
+    }
+
+    /// Requests received so far.
+    pub fn requests(&self) -> usize {
+        self.server.requests().len()
+    }
+
+    /// Stops listening: connections are refused from now on.
+    pub fn stop(&mut self) {
+        self.server.stop();
     }
 }
 
