@@ -38,7 +38,7 @@ test-sql: setup
 	scripts/pg-test.sh tests::pg_
 
 test-e2e: install-dev
-	$(CARGO) test -p aad_auth --test e2e --test config --test keys --test principals --test directory
+	$(CARGO) test -p aad_auth --test e2e --test config --test keys --test principals --test directory --test load --test secrets
 
 fmt:
 	$(CARGO) fmt --all

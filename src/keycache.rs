@@ -138,6 +138,8 @@ pub struct KeyStore {
     left_out: u32,
     /// The worker's latch (a pointer into shared memory), 0 while no worker runs.
     worker_latch: usize,
+    /// The worker's process id, 0 while no worker runs.
+    worker_pid: i32,
     error: Text,
     doc_len: u32,
     doc: [u8; DOC_CAPACITY],
@@ -161,6 +163,7 @@ impl Default for KeyStore {
             attempts: 0,
             left_out: 0,
             worker_latch: 0,
+            worker_pid: 0,
             error: Text::EMPTY,
             doc_len: 0,
             doc: [0; DOC_CAPACITY],
@@ -422,7 +425,14 @@ pub fn sign_in_wait() -> Duration {
 
 /// Registers the calling worker's latch, so that sign-ins can wake it.
 pub fn register_worker(latch: *mut pg_sys::Latch) {
-    STORE.exclusive().worker_latch = latch as usize;
+    let mut store = STORE.exclusive();
+    store.worker_latch = latch as usize;
+    // SAFETY: a plain read of this process's id.
+    store.worker_pid = if latch.is_null() {
+        0
+    } else {
+        unsafe { pg_sys::MyProcPid }
+    };
 }
 
 /// Whether a fetch of `uri` is due now (scheduled, asked for, or a new address).
@@ -538,7 +548,7 @@ fn timestamp(unix: i64) -> Option<TimestampWithTimeZone> {
 
 /// What the key store holds: where the keys came from, the key ids, when the last fetch
 /// succeeded and failed, the last error, and how many fetches (or file loads) there were —
-/// one per refresh, not one per sign-in.
+/// one per refresh, not one per sign-in — and the key refresher's process id.
 #[allow(clippy::type_complexity)]
 #[pg_extern]
 fn aad_auth_jwks_status() -> TableIterator<
@@ -552,6 +562,7 @@ fn aad_auth_jwks_status() -> TableIterator<
         name!(last_error, Option<String>),
         name!(fetches, i64),
         name!(failures, i64),
+        name!(worker_pid, Option<i32>),
     ),
 > {
     let keys = current().ok();
@@ -569,6 +580,7 @@ fn aad_auth_jwks_status() -> TableIterator<
         store.error.get(),
         store.fetches as i64,
         store.failures as i64,
+        (store.worker_pid != 0).then_some(store.worker_pid),
     );
     TableIterator::once(row)
 }

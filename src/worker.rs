@@ -48,6 +48,10 @@ pub extern "C-unwind" fn aad_auth_worker_main(_arg: pg_sys::Datum) {
         }
     }
     keycache::register_worker(std::ptr::null_mut());
+    // Exit code 1: the postmaster restarts the worker after its restart time (code 0 would
+    // unregister it). At shutdown nothing is restarted either way.
+    // SAFETY: ends this worker process.
+    unsafe { pg_sys::proc_exit(1) };
 }
 
 /// One look at the directory requests and the key sources; returns how long to sleep.
