@@ -5,7 +5,7 @@ PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
 CARGO ?= cargo
 export PG_CONFIG
 
-.PHONY: all setup build install install-dev demo test test-core test-sql test-e2e fmt lint clean
+.PHONY: all setup build install install-dev demo bench test test-core test-sql test-e2e fmt lint clean
 
 all: build
 
@@ -38,7 +38,14 @@ test-sql: setup
 	scripts/pg-test.sh tests::pg_
 
 test-e2e: install-dev
-	$(CARGO) test -p aad_auth --test e2e --test config --test keys --test principals --test directory --test load --test secrets
+	$(CARGO) test -p aad_auth --test e2e --test config --test keys --test principals --test directory --test load --test secrets --test attacks
+
+# Connection rates (trust, SCRAM, password, token) and the core's time per token.
+bench: setup
+	$(CARGO) pgrx install --release --pg-config $(PG_CONFIG)
+	$(CARGO) build --release -p aad_auth_testkit --bin aad-auth-mint
+	scripts/bench.sh
+	$(CARGO) bench -p aad_auth_core --bench validate
 
 fmt:
 	$(CARGO) fmt --all
