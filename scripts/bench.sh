@@ -66,7 +66,7 @@ psql_admin -c "CREATE EXTENSION aad_auth" \
     -c "CREATE ROLE bench_scram LOGIN PASSWORD 'bench-password'" \
     -c "CREATE ROLE bench_password LOGIN PASSWORD 'bench-password'"
 "$BIN/pgbench" -i -q -s 1 -h "$DIR" -p "$PORT" -U postgres postgres >/dev/null 2>&1
-psql_admin -c "GRANT SELECT ON pgbench_accounts TO bench_trust, bench_scram, bench_password, bench_token"
+psql_admin -c "GRANT SELECT ON ALL TABLES IN SCHEMA public TO bench_trust, bench_scram, bench_password, bench_token"
 TOKEN=$("$MINT" user "$DIR/idp" "$TENANT" "$OID" bench@contoso.com)
 
 # pgbench -C: a new connection for every transaction; the tps is the connection rate.

@@ -15,8 +15,9 @@ use pgrx::spi::{quote_identifier, quote_literal};
 
 /// Longest role name PostgreSQL keeps (NAMEDATALEN - 1 bytes); longer ones would be truncated.
 const MAX_ROLE_NAME: usize = 63;
-/// How long `pgaadauth_create_principal` waits for the directory.
-const DIRECTORY_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+/// How long `pgaadauth_create_principal` waits for the directory: a look-up is up to three
+/// Graph requests of at most 10 s each, after any key fetch the worker is doing.
+const DIRECTORY_WAIT: std::time::Duration = std::time::Duration::from_secs(45);
 
 fn fail(code: PgSqlErrorCode, message: String, hint: &str) -> ! {
     let mut report = ErrorReport::new(code, message, "aad_auth");

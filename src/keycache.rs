@@ -1,6 +1,6 @@
 //! The signing keys: one store for the whole cluster, in shared memory.
 //!
-//! The store holds the last good key set as a compact JWKS document, a generation number, where
+//! The store holds the last good key set in a compact binary form, a generation number, where
 //! the keys came from and the fetch bookkeeping. Each backend keeps the parsed keys of one
 //! generation and re-parses only when the generation moves; a sign-in with a cached key makes
 //! no network call.
@@ -275,21 +275,21 @@ fn read_file(path: &str, size: u64) -> Result<KeySet, String> {
     parse_keys(&format!("key set file \"{path}\""), &bytes)
 }
 
-/// Makes `keys` the cluster's current key set; returns the compact document published.
-fn publish(source: &Source, stamp: Stamp, keys: &KeySet, fetched_at: i64) -> String {
-    let (doc, left_out) = keys.to_compact_json(DOC_CAPACITY);
+/// Makes `keys` the cluster's current key set (in the binary form backends read back without
+/// parsing JSON).
+fn publish(source: &Source, stamp: Stamp, keys: &KeySet, fetched_at: i64) {
+    let (bytes, left_out) = keys.to_bytes(DOC_CAPACITY);
     if left_out > 0 {
         warning!("aad_auth: {left_out} signing key(s) left out: the key set is larger than the cache's capacity of {DOC_CAPACITY} bytes");
     }
     let mut store = STORE.exclusive();
-    store.doc[..doc.len()].copy_from_slice(doc.as_bytes());
-    store.doc_len = doc.len() as u32;
+    store.doc[..bytes.len()].copy_from_slice(&bytes);
+    store.doc_len = bytes.len() as u32;
     store.good = stamp;
     store.source.set(&source.describe());
     store.generation += 1;
     store.last_success = fetched_at;
     store.left_out = left_out as u32;
-    doc
 }
 
 fn record_failure(stamp: Stamp, why: &str) {
@@ -361,7 +361,8 @@ pub fn current() -> Result<Rc<KeySet>, KeysUnavailable> {
                 store.doc[..store.doc_len as usize].to_vec(),
             )
         };
-        let keys = KeySet::parse(&doc).map_err(|e| KeysUnavailable(format!("key store: {e}")))?;
+        let keys =
+            KeySet::from_bytes(&doc).map_err(|e| KeysUnavailable(format!("key store: {e}")))?;
         let keys = Rc::new(keys);
         *local = Some(Local {
             generation,
@@ -415,12 +416,16 @@ pub fn wake_worker() -> bool {
     latch != 0
 }
 
-/// How long a sign-in may wait for the worker: a few seconds, and always less than
-/// `authentication_timeout`.
+/// How long a sign-in may wait for the worker: a few seconds, and always well inside
+/// `authentication_timeout` (at most half of it when it is short).
 pub fn sign_in_wait() -> Duration {
     // SAFETY: a plain read of a server global.
-    let auth_timeout = Duration::from_secs(unsafe { pg_sys::AuthenticationTimeout }.max(2) as u64);
-    REFRESH_WAIT.min(auth_timeout - Duration::from_secs(1))
+    let timeout_ms = u64::try_from(unsafe { pg_sys::AuthenticationTimeout })
+        .unwrap_or(1)
+        .max(1)
+        * 1000;
+    let inside = (timeout_ms / 2).max(timeout_ms.saturating_sub(1000));
+    REFRESH_WAIT.min(Duration::from_millis(inside))
 }
 
 /// Registers the calling worker's latch, so that sign-ins can wake it.
@@ -469,7 +474,8 @@ pub fn fetch_finished(uri: &str, result: Result<KeySet, String>) {
     let stamp = Source::uri_stamp(uri);
     match result {
         Ok(keys) => {
-            let doc = publish(&Source::Uri(uri.to_owned()), stamp, &keys, now());
+            publish(&Source::Uri(uri.to_owned()), stamp, &keys, now());
+            let (doc, _) = keys.to_compact_json(DOC_CAPACITY);
             if let Err(e) = save(uri, &doc) {
                 warning!("aad_auth: could not save the signing keys to {SAVED_KEYS}: {e}");
             }

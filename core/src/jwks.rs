@@ -219,6 +219,19 @@ fn parse_key(entry: &Value) -> Result<Jwk, String> {
     };
     let n = decode("n")?;
     let e = decode("e")?;
+    let issuer = text("issuer")?.map(str::to_owned);
+    rsa_key(kid, x5t, issuer, &n, &e)
+}
+
+/// Builds a key from its parts, refusing moduli outside the accepted sizes and exponents that
+/// are not odd integers of at least 3.
+fn rsa_key(
+    kid: String,
+    x5t: Option<String>,
+    issuer: Option<String>,
+    n: &[u8],
+    e: &[u8],
+) -> Result<Jwk, String> {
     let n_trimmed = match n.iter().position(|&b| b != 0) {
         Some(first) => &n[first..],
         None => return Err("modulus is zero".into()),
@@ -244,12 +257,82 @@ fn parse_key(entry: &Value) -> Result<Jwk, String> {
     Ok(Jwk {
         kid,
         x5t,
-        issuer: text("issuer")?.map(str::to_owned),
+        issuer,
         bits,
         key: DecodingKey::from_rsa_raw_components(n_trimmed, e_trimmed),
         n: n_trimmed.to_vec(),
         e: e_trimmed.to_vec(),
     })
+}
+
+/// The binary form of a key set in the shared cache: per key, length-prefixed (u16, little
+/// endian) kid, x5t, issuer, modulus and exponent. An absent x5t or issuer has length 0xFFFF.
+const ABSENT: u16 = u16::MAX;
+
+impl KeySet {
+    /// The usable keys in the binary form, at most `capacity` bytes: keys that do not fit are
+    /// left out and counted in the second value. [`KeySet::from_bytes`] reads it back without
+    /// any JSON or base64 work.
+    pub fn to_bytes(&self, capacity: usize) -> (Vec<u8>, usize) {
+        let mut out = Vec::new();
+        let mut left_out = 0;
+        for key in &self.keys {
+            let mut record = Vec::new();
+            let mut field = |bytes: Option<&[u8]>| match bytes {
+                Some(b) => {
+                    record.extend_from_slice(&(b.len() as u16).to_le_bytes());
+                    record.extend_from_slice(b);
+                }
+                None => record.extend_from_slice(&ABSENT.to_le_bytes()),
+            };
+            field(Some(key.kid.as_bytes()));
+            field(key.x5t.as_deref().map(str::as_bytes));
+            field(key.issuer.as_deref().map(str::as_bytes));
+            field(Some(&key.n));
+            field(Some(&key.e));
+            if out.len() + record.len() > capacity
+                || key
+                    .issuer
+                    .as_ref()
+                    .is_some_and(|i| i.len() >= ABSENT as usize)
+            {
+                left_out += 1;
+            } else {
+                out.extend_from_slice(&record);
+            }
+        }
+        (out, left_out)
+    }
+
+    /// Reads the binary form back; every length is checked against what is left.
+    pub fn from_bytes(mut bytes: &[u8]) -> Result<KeySet, String> {
+        fn field<'a>(bytes: &mut &'a [u8]) -> Result<Option<&'a [u8]>, String> {
+            let (len, rest) = bytes
+                .split_first_chunk::<2>()
+                .ok_or("truncated key record")?;
+            let len = u16::from_le_bytes(*len);
+            if len == ABSENT {
+                *bytes = rest;
+                return Ok(None);
+            }
+            let (value, rest) = rest
+                .split_at_checked(len as usize)
+                .ok_or("truncated key record")?;
+            *bytes = rest;
+            Ok(Some(value))
+        }
+        let text = |b: Option<&[u8]>| b.map(|b| String::from_utf8_lossy(b).into_owned());
+        let mut set = KeySet::default();
+        while !bytes.is_empty() {
+            let kid = text(field(&mut bytes)?).ok_or("key record without kid")?;
+            let x5t = text(field(&mut bytes)?);
+            let issuer = text(field(&mut bytes)?);
+            let n = field(&mut bytes)?.ok_or("key record without modulus")?;
+            let e = field(&mut bytes)?.ok_or("key record without exponent")?;
+            set.keys.push(rsa_key(kid, x5t, issuer, n, e)?);
+        }
+        Ok(set)
+    }
 }
 
 #[cfg(test)]
@@ -278,6 +361,31 @@ mod tests {
                 (&a.kid, &a.x5t, &a.issuer, a.bits, &a.n, &a.e),
                 (&b.kid, &b.x5t, &b.issuer, b.bits, &b.n, &b.e)
             );
+        }
+    }
+
+    #[test]
+    fn jwks_binary_form_round_trips_and_respects_capacity() {
+        let set = KeySet::parse(doc(10).as_bytes()).unwrap();
+        let (bytes, left_out) = set.to_bytes(1 << 20);
+        assert_eq!(left_out, 0);
+        let again = KeySet::from_bytes(&bytes).unwrap();
+        assert_eq!(again.keys().len(), 10);
+        for (a, b) in set.keys().iter().zip(again.keys()) {
+            assert_eq!(
+                (&a.kid, &a.x5t, &a.issuer, a.bits, &a.n, &a.e),
+                (&b.kid, &b.x5t, &b.issuer, b.bits, &b.n, &b.e)
+            );
+        }
+        let (half, left_out) = set.to_bytes(bytes.len() / 2);
+        assert!(half.len() <= bytes.len() / 2 && left_out > 0);
+        assert_eq!(
+            KeySet::from_bytes(&half).unwrap().keys().len() + left_out,
+            10
+        );
+        // truncated or corrupted input is an error, never a panic
+        for cut in [1, 2, 5, bytes.len() / 3, bytes.len() - 1] {
+            assert!(KeySet::from_bytes(&bytes[..cut]).is_err(), "cut at {cut}");
         }
     }
 
