@@ -76,23 +76,7 @@ fn refuses_to_load_outside_shared_preload_libraries() {
         preload: false,
         ..Setup::default()
     });
-    let out = std::process::Command::new(bindir().join("psql"))
-        .args(["-X", "-h"])
-        .arg(&c.dir)
-        .args([
-            "-p",
-            &c.port.to_string(),
-            "-U",
-            "postgres",
-            "-d",
-            "postgres",
-            "-c",
-            "CREATE EXTENSION aad_auth",
-        ])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let err = c.try_admin("CREATE EXTENSION aad_auth").unwrap_err();
     assert!(
         err.contains("aad_auth must be loaded via shared_preload_libraries"),
         "{err}"

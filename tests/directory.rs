@@ -137,29 +137,10 @@ fn with_directory(secret: &str) -> Fixture {
 }
 
 fn create_by_name(c: &Cluster, name: &str) -> Result<String, String> {
-    let out = std::process::Command::new(bindir().join("psql"))
-        .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
-        .arg(&c.dir)
-        .args([
-            "-p",
-            &c.port.to_string(),
-            "-U",
-            "postgres",
-            "-d",
-            "postgres",
-            "-c",
-        ])
-        .arg(format!(
-            "SELECT pgaadauth_create_principal('{}', false, false)",
-            name.replace('\'', "''")
-        ))
-        .output()
-        .unwrap();
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
-    }
+    c.try_admin(&format!(
+        "SELECT pgaadauth_create_principal('{}', false, false)",
+        name.replace('\'', "''")
+    ))
 }
 
 fn bound(c: &Cluster, role: &str) -> String {

@@ -9,7 +9,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub use aad_auth_testkit::serde_json::{json, Value};
-pub use aad_auth_testkit::{header, jwks, mint, mint_raw, now, with, Claims, TestKey};
+pub use aad_auth_testkit::{header, hmac_sha256, jwks, mint, mint_raw, now, with, Claims, TestKey};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -251,8 +251,9 @@ impl Cluster {
         self.pg_ctl(&["-w", "-t", "30", "-l"], true);
     }
 
-    /// SQL as the superuser over the unix socket (never governed by aad_auth).
-    pub fn admin(&self, sql: &str) -> String {
+    /// SQL as the superuser over the unix socket (never governed by aad_auth): the output, or
+    /// psql's error text.
+    pub fn try_admin(&self, sql: &str) -> Result<String, String> {
         let out = Command::new(bindir().join("psql"))
             .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
             .arg(&self.dir)
@@ -268,12 +269,17 @@ impl Cluster {
             ])
             .output()
             .expect("psql");
-        assert!(
-            out.status.success(),
-            "admin SQL failed: {sql}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+        }
+    }
+
+    /// [`Cluster::try_admin`] that must succeed.
+    pub fn admin(&self, sql: &str) -> String {
+        self.try_admin(sql)
+            .unwrap_or_else(|e| panic!("admin SQL failed: {sql}\n{e}"))
     }
 
     /// Changes settings with ALTER SYSTEM and reloads.
