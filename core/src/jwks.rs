@@ -270,8 +270,9 @@ fn rsa_key(
 const ABSENT: u16 = u16::MAX;
 
 impl KeySet {
-    /// The usable keys in the binary form, at most `capacity` bytes: keys that do not fit are
-    /// left out and counted in the second value. [`KeySet::from_bytes`] reads it back without
+    /// The usable keys in the binary form, at most `capacity` bytes: keys that do not fit, or
+    /// whose `x5t` or `issuer` is too long for a u16 length, are left out and counted in the
+    /// second value. [`KeySet::from_bytes`] reads it back without
     /// any JSON or base64 work.
     pub fn to_bytes(&self, capacity: usize) -> (Vec<u8>, usize) {
         let mut out = Vec::new();
@@ -290,11 +291,13 @@ impl KeySet {
             field(key.issuer.as_deref().map(str::as_bytes));
             field(Some(&key.n));
             field(Some(&key.e));
+            // A length of 0xFFFF or more cannot be written: it would read back as "absent" or
+            // wrap, and the rest of the field as further fields (kid, n and e are short).
             if out.len() + record.len() > capacity
-                || key
-                    .issuer
-                    .as_ref()
-                    .is_some_and(|i| i.len() >= ABSENT as usize)
+                || [&key.x5t, &key.issuer]
+                    .into_iter()
+                    .flatten()
+                    .any(|v| v.len() >= ABSENT as usize)
             {
                 left_out += 1;
             } else {

@@ -1982,3 +1982,40 @@ fn rule_jwks_parse_keeps_at_most_max_keys() {
     assert!(set.find(&format!("k{}", MAX_KEYS - 1)).is_some());
     assert!(set.find(&format!("k{MAX_KEYS}")).is_none());
 }
+
+/// Found by tests/fuzz.rs: the binary form of the key cache writes u16 lengths, and an `x5t` of
+/// 65535 bytes was written with the "absent" length (longer ones wrapped), so the rest of the
+/// field read back as further fields and the whole set failed to load (or, crafted, read as
+/// other keys). Such a key is now left out, as one with an over-long `issuer` already was.
+#[test]
+fn rule_jwks_binary_form_never_misreads_long_fields() {
+    for len in [65_534, 65_535, 65_536, 65_537, 70_000] {
+        for field in ["x5t", "issuer"] {
+            let mut long = key().jwk();
+            long[field] = json!("k".repeat(len));
+            let mut other = key().jwk();
+            other["kid"] = json!("other");
+            other["x5t"] = json!("other");
+            let set = keyset_of(vec![long, other]);
+            assert_eq!(
+                set.keys().len(),
+                2,
+                "{field} of {len} bytes: {:?}",
+                set.skipped
+            );
+            let (bytes, left_out) = set.to_bytes(1 << 20);
+            let again = KeySet::from_bytes(&bytes)
+                .unwrap_or_else(|e| panic!("{field} of {len} bytes: {e}"));
+            assert_eq!(again.keys().len() + left_out, 2, "{field} of {len} bytes");
+            for k in again.keys() {
+                let same = set.find(&k.kid).expect("a key of the set");
+                assert_eq!(
+                    (&k.x5t, &k.issuer, k.bits),
+                    (&same.x5t, &same.issuer, same.bits),
+                    "{field} of {len} bytes"
+                );
+            }
+            assert!(again.find("other").is_some(), "{field} of {len} bytes");
+        }
+    }
+}
