@@ -28,7 +28,19 @@ if ! cargo pgrx --version 2>/dev/null | grep -qF "$PGRX_VERSION"; then
     cargo install --locked cargo-pgrx --version "$PGRX_VERSION"
 fi
 
+# `cargo pgrx init` rewrites its config with exactly the versions it is given: keep the ones
+# already there and add $PG's.
 PGRX_HOME=${PGRX_HOME:-$HOME/.pgrx}
-if ! grep -qs "^pg15 = \"$PG_CONFIG\"" "$PGRX_HOME/config.toml"; then
-    cargo pgrx init --pg15 "$PG_CONFIG"
+PG=${PG:-15}
+if ! grep -qs "^pg$PG = \"$PG_CONFIG\"" "$PGRX_HOME/config.toml"; then
+    init_args=()
+    for v in 15 16 17 18; do
+        if [ "$v" = "$PG" ]; then
+            init_args+=("--pg$v" "$PG_CONFIG")
+        else
+            known=$(sed -n "s/^pg$v = \"\(.*\)\"/\1/p" "$PGRX_HOME/config.toml" 2>/dev/null || true)
+            [ -n "$known" ] && [ -x "$known" ] && init_args+=("--pg$v" "$known")
+        fi
+    done
+    cargo pgrx init "${init_args[@]}"
 fi

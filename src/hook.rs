@@ -28,7 +28,7 @@ pub fn init() {
 }
 
 /// What the hook needs from `Port`, owned.
-struct Connection {
+pub(crate) struct Connection {
     role: String,
     database: String,
     remote_host: String,
@@ -39,7 +39,7 @@ struct Connection {
 impl Connection {
     /// # Safety
     /// `port` is the live `Port` PostgreSQL handed to the hook.
-    unsafe fn read(port: *mut pg_sys::Port) -> Connection {
+    pub(crate) unsafe fn read(port: *mut pg_sys::Port) -> Connection {
         let mut info = AadPortInfo {
             user_name: std::ptr::null(),
             database_name: std::ptr::null(),
@@ -125,6 +125,23 @@ fn token_sign_in(port: *mut pg_sys::Port, conn: &Connection, label: &Result<Labe
         }
         .raise(),
     };
+    let outcome = decide(token, label);
+    if gucs::log_logins() {
+        audit(conn, label, &outcome);
+    }
+    if let Err(error) = outcome.result {
+        Refusal::Token {
+            role: conn.role.clone(),
+            error,
+        }
+        .raise();
+    }
+}
+
+/// Whether `token` may sign in as the role carrying `label`: the core's rules with the current
+/// settings and keys, one key refresh for an unknown key id, and the directory's answer for a
+/// group-overage token. Shared by the `trust`-line exchange and the OAuth validator.
+pub(crate) fn decide(token: &[u8], label: &Label) -> Outcome {
     let mut outcome = check_token(token, label, None);
     if matches!(
         outcome.result,
@@ -142,16 +159,7 @@ fn token_sign_in(port: *mut pg_sys::Port, conn: &Connection, label: &Result<Labe
             },
         };
     }
-    if gucs::log_logins() {
-        audit(conn, label, &outcome);
-    }
-    if let Err(error) = outcome.result {
-        Refusal::Token {
-            role: conn.role.clone(),
-            error,
-        }
-        .raise();
-    }
+    outcome
 }
 
 /// Asks the directory whether the principal of an overage token is a member of the role's group.
@@ -195,7 +203,7 @@ fn now() -> i64 {
 }
 
 /// One log line per Entra sign-in, accepted or refused.
-fn audit(conn: &Connection, label: &Label, outcome: &Outcome) {
+pub(crate) fn audit(conn: &Connection, label: &Label, outcome: &Outcome) {
     let a = &outcome.audit;
     let field = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
     let who = format!(

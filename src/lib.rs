@@ -6,7 +6,8 @@
 //! - `keycache.rs`: the signing keys;
 //! - `seclabel.rs`: the `pgaadauth` label provider;
 //! - `api.rs`: the `pgaadauth_*` SQL functions;
-//! - `error.rs`: how a refusal reaches the client and the log.
+//! - `error.rs`: how a refusal reaches the client and the log;
+//! - `oauth.rs`: PostgreSQL 18's OAuth validator, the same decision for OAUTHBEARER clients.
 
 use pgrx::prelude::*;
 
@@ -19,6 +20,8 @@ mod gucs;
 mod hook;
 mod http;
 mod keycache;
+#[cfg(feature = "pg18")]
+mod oauth;
 mod seclabel;
 mod worker;
 

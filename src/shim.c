@@ -102,7 +102,7 @@ aad_auth_recv_password(Port *port, int *len)
  * for the client and a detail for the server log only. FATAL exits the process; it never
  * returns (and never longjmps through Rust frames).
  */
-pg_attribute_noreturn() void
+__attribute__((noreturn)) void
 aad_auth_fatal(const char *sqlstate, const char *message, const char *detail_log)
 {
 	ereport(FATAL,

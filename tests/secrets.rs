@@ -6,20 +6,19 @@ use common::*;
 
 #[test]
 fn nothing_secret_is_logged_even_at_debug5() {
-    let c = Cluster::start(Setup {
-        conf: vec![
-            "log_min_messages = debug5".into(),
-            "log_min_error_statement = debug5".into(),
-            "log_connections = on".into(),
-            "log_disconnections = on".into(),
-            "log_statement = 'all'".into(),
-        ],
-        ..Setup::default()
-    });
+    let c = Cluster::start(Setup::default());
     c.admin("CREATE EXTENSION aad_auth");
     let oid = new_oid();
     c.principal("secretive@contoso.com", &oid, "user");
+    // set before the logging goes up: the statement itself would be logged by log_statement
     c.admin("CREATE ROLE plain_secretive LOGIN PASSWORD 'Pa55word-never-logged'");
+    c.reload_with(&[
+        ("log_min_messages", "debug5"),
+        ("log_min_error_statement", "debug5"),
+        ("log_connections", "on"),
+        ("log_disconnections", "on"),
+        ("log_statement", "all"),
+    ]);
 
     let good = user_token(&oid, "secretive@contoso.com");
     let expired = {

@@ -399,6 +399,8 @@ pub enum Answer {
 /// any bytes as the password and to see exactly what the server answers.
 pub struct RawClient {
     stream: TcpStream,
+    /// ReadyForQuery has been seen since the last query.
+    ready: bool,
 }
 
 impl RawClient {
@@ -418,7 +420,10 @@ impl RawClient {
         body.push(0);
         let mut msg = ((body.len() + 4) as u32).to_be_bytes().to_vec();
         msg.extend(body);
-        let mut client = RawClient { stream };
+        let mut client = RawClient {
+            stream,
+            ready: false,
+        };
         client.stream.write_all(&msg).expect("startup");
         client
     }
@@ -485,16 +490,17 @@ impl RawClient {
     pub fn query_one(&mut self, sql: &str) -> String {
         let mut q = sql.as_bytes().to_vec();
         q.push(0);
-        loop {
+        while !self.ready {
             match self.read().expect("server closed") {
-                (b'Z', _) => break,
+                (b'Z', _) => self.ready = true,
                 (b'E', body) => panic!("error after sign-in: {}", String::from_utf8_lossy(&body)),
                 _ => {}
             }
         }
         self.send(b'Q', &q);
+        self.ready = false;
         let mut value = None;
-        loop {
+        while !self.ready {
             match self.read().expect("server closed") {
                 (b'D', body) => {
                     let len = i32::from_be_bytes([body[2], body[3], body[4], body[5]]);
@@ -502,7 +508,7 @@ impl RawClient {
                         String::from_utf8_lossy(&body[6..6 + len.max(0) as usize]).into_owned(),
                     );
                 }
-                (b'Z', _) => break,
+                (b'Z', _) => self.ready = true,
                 (b'E', body) => panic!("query error: {}", String::from_utf8_lossy(&body)),
                 _ => {}
             }
@@ -825,5 +831,46 @@ impl Cluster {
         standby.pg_ctl(&["-w", "-t", "30", "-l"], true);
         standby.watchdog();
         standby
+    }
+}
+
+impl RawClient {
+    /// Signs in with SASL OAUTHBEARER (RFC 7628), as PostgreSQL 18's `oauth` method expects:
+    /// the token in the initial response; after a failure the server sends its error status
+    /// and the client answers with a single 0x01 before the server's ErrorResponse.
+    pub fn oauth_sign_in(&mut self, token: &str) -> Answer {
+        let (kind, body) = self.read().expect("server closed before authentication");
+        assert_eq!(kind, b'R', "expected an authentication request");
+        assert_eq!(
+            &body[..4],
+            &10u32.to_be_bytes(),
+            "expected AuthenticationSASL"
+        );
+        assert!(
+            body[4..].windows(11).any(|w| w == b"OAUTHBEARER"),
+            "OAUTHBEARER not offered"
+        );
+        let initial = format!("n,,\x01auth=Bearer {token}\x01\x01");
+        let mut payload = b"OAUTHBEARER\0".to_vec();
+        payload.extend_from_slice(&(initial.len() as u32).to_be_bytes());
+        payload.extend_from_slice(initial.as_bytes());
+        self.send(b'p', &payload);
+        match self.read() {
+            Some((b'R', body)) if body[..4] == 11u32.to_be_bytes() => {
+                // AuthenticationSASLContinue with the error status: acknowledge it
+                self.send(b'p', b"\x01");
+                self.answer()
+            }
+            Some((b'R', body)) if body == 0u32.to_be_bytes() => Answer::Ok,
+            Some((b'E', body)) => {
+                let text = String::from_utf8_lossy(&body).into_owned();
+                Answer::Error {
+                    code: String::new(),
+                    message: text,
+                }
+            }
+            None => Answer::Closed,
+            Some((kind, body)) => panic!("unexpected message {:?} {:?}", kind as char, body),
+        }
     }
 }
