@@ -85,20 +85,10 @@ fn expired_token_is_refused() {
     let c = shared();
     let oid = new_oid();
     c.principal("expired@contoso.com", &oid, "user");
-    let t = now() - 7200;
-    let claims = with(
-        with(
-            with(Claims::user(TENANT, &oid, "x"), "exp", json!(t + 3600)),
-            "nbf",
-            json!(t),
-        ),
-        "iat",
-        json!(t),
-    );
     expect_refusal(
         c,
         "expired@contoso.com",
-        &mint(key(), &header(&key().kid), &claims),
+        &expired_user_token(&oid, "x"),
         "the access token has expired",
     );
 }

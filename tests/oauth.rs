@@ -54,18 +54,7 @@ fn oauthbearer_applies_the_same_rules() {
     c.principal("oauth-strict@contoso.com", &oid, "user");
     c.principal("oauth-app", &other, "service");
     c.admin("CREATE ROLE oauth_plain LOGIN PASSWORD 'pw'");
-    let expired = {
-        let t = now() - 7200;
-        mint(
-            key(),
-            &header(&key().kid),
-            &with(
-                with(Claims::user(TENANT, &oid, "x"), "exp", json!(t)),
-                "nbf",
-                json!(t - 60),
-            ),
-        )
-    };
+    let expired = expired_user_token(&oid, "x");
     let cases = [
         (
             "oauth-strict@contoso.com",

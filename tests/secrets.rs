@@ -21,18 +21,7 @@ fn nothing_secret_is_logged_even_at_debug5() {
     ]);
 
     let good = user_token(&oid, "secretive@contoso.com");
-    let expired = {
-        let t = now() - 7200;
-        mint(
-            key(),
-            &header(&key().kid),
-            &with(
-                with(Claims::user(TENANT, &oid, "s"), "exp", json!(t)),
-                "nbf",
-                json!(t - 60),
-            ),
-        )
-    };
+    let expired = expired_user_token(&oid, "s");
     let wrong_oid = user_token(&new_oid(), "secretive@contoso.com");
     let stranger = mint(
         other_key(),

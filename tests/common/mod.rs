@@ -52,6 +52,21 @@ pub fn user_token(oid: &str, upn: &str) -> String {
     mint(key(), &header(&key().kid), &Claims::user(TENANT, oid, upn))
 }
 
+/// A user token that expired an hour ago (issued two hours ago, valid for one).
+pub fn expired_user_token(oid: &str, upn: &str) -> String {
+    let t = now() - 7200;
+    let claims = with(
+        with(
+            with(Claims::user(TENANT, oid, upn), "exp", json!(t + 3600)),
+            "nbf",
+            json!(t),
+        ),
+        "iat",
+        json!(t),
+    );
+    mint(key(), &header(&key().kid), &claims)
+}
+
 pub fn app_token(oid: &str, appid: &str) -> String {
     mint(key(), &header(&key().kid), &Claims::app(TENANT, oid, appid))
 }
