@@ -47,7 +47,7 @@ demo: install-dev
 test: setup test-core
 	@for v in $(TEST_VERSIONS); do \
 		echo "== PostgreSQL $$v"; \
-		$(MAKE) --no-print-directory test-pg PG=$$v || exit 1; \
+		env -u PG_CONFIG $(MAKE) --no-print-directory test-pg PG=$$v || exit 1; \
 	done
 
 test-pg: test-sql test-e2e
