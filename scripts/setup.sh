@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 
 PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 PGRX_VERSION=$(sed -n 's/^pgrx = "=\(.*\)"/\1/p' Cargo.toml)
-PACKAGES=(postgresql-15 postgresql-server-dev-15 clang libclang-dev pkg-config libkrb5-dev libssl-dev sudo python3)
+PACKAGES=(postgresql-15 postgresql-server-dev-15 clang libclang-dev pkg-config libkrb5-dev libssl-dev sudo python3
+    pgbouncer pgpool2)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -21,6 +22,11 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing ${missing[*]}"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # The poolers are for tests/poolers.rs, which starts its own: not as services.
+    for service in pgbouncer pgpool2; do
+        service "$service" stop >/dev/null 2>&1 || true
+        update-rc.d -f "$service" remove >/dev/null 2>&1 || true
+    done
 fi
 
 # scripts/pg.sh downloads PostgreSQL 16-18 wheels with pip.
