@@ -31,7 +31,7 @@ fn password_auth_off_refuses_passwords_over_tcp_but_not_the_unix_socket() {
             .unwrap(),
         "entra@contoso.com"
     );
-    let out = std::process::Command::new(bindir().join("psql"))
+    let out = std::process::Command::new(psql())
         .args(["-X", "-A", "-t", "-h"])
         .arg(&c.dir)
         .args([

@@ -151,7 +151,7 @@ impl Pooler {
 
     /// psql through the pooler: `current_user`, or psql's error text.
     fn psql_sign_in(&self, role: &str, password: &str) -> Result<String, String> {
-        let out = Command::new(bindir().join("psql"))
+        let out = Command::new(psql())
             .args(["-X", "-A", "-t", "-w", "-c", "SELECT current_user"])
             .arg(format!(
                 "host=127.0.0.1 port={} dbname=appdb user='{}'",

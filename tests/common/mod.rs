@@ -87,6 +87,29 @@ pub fn bindir() -> PathBuf {
     .clone()
 }
 
+/// The psql the tests connect with: the server version's own, unless it does not run here
+/// (the PostgreSQL 17 wheel's psql crashes at start), then Debian's psql 15 — a client of any
+/// version speaks to any server. AAD_TEST_PSQL overrides.
+pub fn psql() -> PathBuf {
+    static PSQL: OnceLock<PathBuf> = OnceLock::new();
+    PSQL.get_or_init(|| {
+        if let Ok(path) = std::env::var("AAD_TEST_PSQL") {
+            return PathBuf::from(path);
+        }
+        let own = bindir().join("psql");
+        let runs = Command::new(&own)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if runs {
+            own
+        } else {
+            PathBuf::from("/usr/lib/postgresql/15/bin/psql")
+        }
+    })
+    .clone()
+}
+
 fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
@@ -269,7 +292,7 @@ impl Cluster {
     /// SQL as the superuser over the unix socket (never governed by aad_auth): the output, or
     /// psql's error text.
     pub fn try_admin(&self, sql: &str) -> Result<String, String> {
-        let out = Command::new(bindir().join("psql"))
+        let out = Command::new(psql())
             .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
             .arg(&self.dir)
             .args([
@@ -317,7 +340,7 @@ impl Cluster {
 
     /// psql over TCP (a governed line) with `password` as PGPASSWORD.
     pub fn psql(&self, role: &str, password: &str, sql: &str) -> Output {
-        Command::new(bindir().join("psql"))
+        Command::new(psql())
             .args(["-X", "-A", "-t", "-w", "-c", sql])
             .arg(format!(
                 "host=127.0.0.1 port={} dbname=postgres user='{}'",
