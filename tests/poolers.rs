@@ -35,14 +35,6 @@ fn installed(program: &str, package: &str) -> bool {
     false
 }
 
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
 fn postgres_id(flag: &str) -> u32 {
     let out = Command::new("id")
         .args([flag, "postgres"])
@@ -52,13 +44,6 @@ fn postgres_id(flag: &str) -> u32 {
         .trim()
         .parse()
         .expect("the postgres user")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 /// A pooler running as `postgres` in its own process group, with its files in its own directory.
