@@ -19,7 +19,7 @@ use common::*;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -56,27 +56,8 @@ struct Pooler {
 }
 
 impl Pooler {
-    fn new_dir(name: &str) -> PathBuf {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "aad_auth_{name}_{}_{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create pooler dir");
-        dir
-    }
-
     fn spawn(dir: PathBuf, port: u16, program: &str, args: &[&str]) -> Pooler {
-        if is_root() {
-            let ok = Command::new("chown")
-                .args(["-R", "postgres:"])
-                .arg(&dir)
-                .status()
-                .expect("chown");
-            assert!(ok.success(), "chown pooler dir");
-        }
+        give_to_postgres(&dir);
         let log = dir.join("pooler.log");
         let out = std::fs::File::create(&log).expect("log file");
         let mut cmd = Command::new(program);
@@ -197,7 +178,7 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
 
 /// PgBouncer in front of `c`'s database `appdb`, session pooling, with more `[pgbouncer]` lines.
 fn pgbouncer(c: &Cluster, extra: &str) -> Pooler {
-    let dir = Pooler::new_dir("pgbouncer");
+    let dir = fresh_dir("pgbouncer");
     let port = free_port();
     let ini = format!(
         "[databases]\n\
@@ -219,7 +200,7 @@ fn pgbouncer(c: &Cluster, extra: &str) -> Pooler {
 
 /// Pgpool-II in raw mode in front of `c`, without pool_passwd or pool_hba, with more settings.
 fn pgpool(c: &Cluster, extra: &str) -> Pooler {
-    let dir = Pooler::new_dir("pgpool");
+    let dir = fresh_dir("pgpool");
     let port = free_port();
     let conf = format!(
         "backend_clustering_mode = 'raw'\n\
@@ -529,15 +510,9 @@ fn pgbouncer_without_pam_never_forwards_the_token() {
     c.admin("CREATE ROLE pgb_auth LOGIN SUPERUSER PASSWORD 'auth-pw'");
     let token = user_token(&oid, alice);
     for auth_type in ["plain", "trust"] {
-        let dir = Pooler::new_dir("pgbouncer_userlist");
+        let dir = fresh_dir("pgbouncer_userlist");
         let userlist = write(&dir, "userlist.txt", "\"pgb_auth\" \"auth-pw\"\n");
-        if is_root() {
-            Command::new("chown")
-                .args(["-R", "postgres:"])
-                .arg(&dir)
-                .status()
-                .expect("chown");
-        }
+        give_to_postgres(&dir);
         let p = pgbouncer(
             &c,
             &format!("auth_type = {auth_type}\nauth_file = {userlist}\nauth_user = pgb_auth"),

@@ -129,6 +129,32 @@ fn as_owner(program: &Path) -> Command {
     }
 }
 
+/// A fresh, empty directory under the temp dir: `aad_auth_{name}_{pid}_{n}`.
+pub fn fresh_dir(name: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "aad_auth_{name}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create a test directory");
+    dir
+}
+
+/// Gives `dir` and what is in it to the `postgres` user when the tests run as root, so that the
+/// servers and poolers running as that user can use it.
+pub fn give_to_postgres(dir: &Path) {
+    if is_root() {
+        let ok = Command::new("chown")
+            .args(["-R", "postgres:"])
+            .arg(dir)
+            .status()
+            .expect("chown");
+        assert!(ok.success(), "chown {}", dir.display());
+    }
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -166,27 +192,13 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn start(setup: Setup) -> Cluster {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "aad_auth_e2e_{}_{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create cluster dir");
+        let dir = fresh_dir("e2e");
         let port = free_port();
         let jwks_path = dir.join("jwks.json");
         if let Some(doc) = &setup.jwks {
             std::fs::write(&jwks_path, doc).expect("write jwks");
         }
-        if is_root() {
-            let ok = Command::new("chown")
-                .args(["-R", "postgres:"])
-                .arg(&dir)
-                .status()
-                .expect("chown");
-            assert!(ok.success(), "chown cluster dir");
-        }
+        give_to_postgres(&dir);
         let data = dir.join("data");
         let out = as_owner(&bindir().join("initdb"))
             .args(["-D"])
@@ -820,21 +832,8 @@ impl Cluster {
 
     /// A hot standby streamed from this cluster (pg_basebackup -R), with the same settings.
     pub fn standby(&self) -> Cluster {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "aad_auth_e2e_standby_{}_{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        if is_root() {
-            Command::new("chown")
-                .args(["-R", "postgres:"])
-                .arg(&dir)
-                .status()
-                .unwrap();
-        }
+        let dir = fresh_dir("e2e_standby");
+        give_to_postgres(&dir);
         let data = dir.join("data");
         let out = as_owner(&bindir().join("pg_basebackup"))
             .arg("-D")
