@@ -43,6 +43,9 @@ pub enum TokenError {
     Expired { exp: i64, now: i64 },
     /// `now < nbf - skew`.
     NotYetValid { nbf: i64, now: i64 },
+    /// An ID token (neither `appid` nor `azp`, or a `nonce`), not an access token; `resource`
+    /// is what to request an access token for.
+    IdToken { resource: String },
     /// The token is of the wrong kind for the role: an app token for a user or group role
     /// that needs a person, or a user token for a service role.
     WrongPrincipalKind {
@@ -64,7 +67,8 @@ pub enum TokenError {
 }
 
 impl TokenError {
-    /// What the client is told: what went wrong and what to do about it.
+    /// What the client is told: what went wrong and what to do about it. `role` is the role
+    /// name already escaped for display ([`crate::escape::escaped`]).
     pub fn client_message(&self, role: &str) -> String {
         use TokenError::*;
         match self {
@@ -97,11 +101,15 @@ impl TokenError {
                     "a user token cannot sign in as {role_kind} role \"{role}\": it needs an app-only token of the bound service principal or managed identity"
                 ),
             },
-            OidMismatch { label_oid, token_oid } => format!(
-                "the access token's object id {token_oid} is not the one bound to role \"{role}\" ({label_oid})"
+            // Never the label's object id: which object a role is bound to is the server's secret.
+            OidMismatch { token_oid, .. } => format!(
+                "the access token's object id {token_oid} is not the object role \"{role}\" is bound to"
             ),
-            NotGroupMember { group_oid } => format!(
-                "the access token does not list group {group_oid}, which role \"{role}\" is bound to"
+            NotGroupMember { .. } => format!(
+                "the access token does not list the group that role \"{role}\" is bound to"
+            ),
+            IdToken { resource } => format!(
+                "the token is an ID token, not an access token; request an access token for the resource \"{resource}\" (az account get-access-token --resource-type oss-rdbms)"
             ),
             DirectoryUnavailable(_) => "the access token lists no groups (group overage) and the directory could not be asked about group membership; try again, or ask the administrator to check the server log".into(),
             GroupOverage => "the access token lists no groups because its principal is in too many groups (group overage); sign in as a role bound to the principal itself, or ask the administrator to configure a directory (aad_auth.graph_client_id) so that membership is checked there".into(),
@@ -145,6 +153,9 @@ impl TokenError {
                 format!("token oid {token_oid}, label oid {label_oid}")
             }
             NotGroupMember { group_oid } => format!("group {group_oid} not in groups claim"),
+            IdToken { .. } => {
+                "ID token (no appid or azp claim, or a nonce claim), not an access token".into()
+            }
             DirectoryUnavailable(why) => format!("group overage: directory check failed: {why}"),
             GroupOverage => "group overage token (_claim_names.groups / hasgroups)".into(),
             MfaRequired => "amr lacks mfa".into(),

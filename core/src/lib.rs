@@ -4,7 +4,9 @@
 
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod error;
+pub mod escape;
 pub mod guid;
 pub mod hba;
 mod json;
@@ -14,6 +16,8 @@ pub mod list;
 pub mod policy;
 pub mod refresh;
 pub mod token;
+pub mod transport;
+pub mod url;
 
 pub use error::TokenError;
 pub use guid::Guid;

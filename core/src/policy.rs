@@ -196,6 +196,14 @@ pub fn check_claims(
     let principal = principal(claims, tid_text)?;
     audit.record(&principal);
 
+    // Access tokens only: an ID token is issued to an application for its own sign-in, and
+    // must never open the database, whatever `aad_auth.audiences` lists.
+    if principal.appid.is_none() || claims.contains_key("nonce") {
+        return Err(TokenError::IdToken {
+            resource: policy.resource().to_owned(),
+        });
+    }
+
     let iss = string(claims, "iss")?.ok_or(TokenError::MissingClaim("iss"))?;
     if !policy.issuer_ok(iss, tid_text) {
         return Err(TokenError::WrongIssuer {

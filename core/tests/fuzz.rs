@@ -1172,6 +1172,7 @@ const RULE_CLAIMS: &[&str] = &[
     "amr",
     "hasgroups",
     "_claim_names",
+    "nonce",
 ];
 
 fn mutate_claims(rng: &mut StdRng, p: &mut Payload) {
@@ -1358,6 +1359,9 @@ fn expected(c: &Map<String, Value>, label: &Label) -> Result<TokenKind, String> 
     let tid = text("tid").ok_or("no tid")?;
     if !tid.eq_ignore_ascii_case(TENANT) {
         return Err("tid is not the tenant".into());
+    }
+    if (text("appid").is_none() && text("azp").is_none()) || c.contains_key("nonce") {
+        return Err("an ID token (no appid or azp, or a nonce)".into());
     }
     let iss = text("iss").ok_or("no iss")?;
     if iss != format!("https://sts.windows.net/{tid}/")

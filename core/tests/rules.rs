@@ -1276,11 +1276,6 @@ fn rule_principal_kind() {
             User,
         ),
         (
-            "no idtyp, no scp, no upn, no appid",
-            set(app(), &[("idtyp", no.clone()), ("appid", no.clone())]),
-            User,
-        ),
-        (
             "idtyp user, no scp, no upn",
             set(user(), &[("scp", no.clone()), ("upn", no.clone())]),
             User,
@@ -1382,10 +1377,12 @@ fn rule_label_user() {
         .run(sign(&with(user(), "oid", json!(OTHER_OID))).as_bytes())
         .unwrap_err();
     let msg = e.client_message(ROLE);
+    // The token's own oid and the role, never the object the role is bound to.
     assert!(
-        msg.contains(USER_OID) && msg.contains(OTHER_OID) && msg.contains(ROLE),
+        msg.contains(OTHER_OID) && msg.contains(ROLE) && !msg.contains(USER_OID),
         "{msg}"
     );
+    assert!(e.log_detail().contains(USER_OID), "{}", e.log_detail());
     let e = env.run(sign(&app()).as_bytes()).unwrap_err();
     assert_eq!(
         e,
@@ -1403,6 +1400,57 @@ fn rule_label_user() {
             USER_OID.to_uppercase()
         )))
         .check("label oid in upper case", sign(&user()).as_bytes(), &Accept);
+}
+
+#[test]
+fn rule_access_tokens_only() {
+    let no = Value::Null;
+    let id_token = || {
+        Exactly(IdToken {
+            resource: "https://ossrdbms-aad.database.windows.net".into(),
+        })
+    };
+    // An ID token's aud is the client app's id: listing it must not let the token in.
+    let mut lenient = policy();
+    lenient.audiences.push(APP_ID.into());
+    let env = Env::new().with_policy(lenient);
+    let id_shaped = |c: Value| with(c, "aud", json!(APP_ID));
+    env.table(&[
+        case(
+            "user token without appid or azp",
+            sign(&id_shaped(set(user(), &[("appid", no.clone())]))),
+            id_token(),
+        ),
+        case(
+            "v2 user token without azp",
+            sign(&id_shaped(set(user_v2(), &[("azp", no.clone())]))),
+            id_token(),
+        ),
+        case(
+            "token with a nonce",
+            sign(&id_shaped(with(user(), "nonce", json!("n-0S6_WzA2Mj")))),
+            id_token(),
+        ),
+        case(
+            "app token without appid or azp",
+            sign(&set(app(), &[("idtyp", no.clone()), ("appid", no.clone())])),
+            id_token(),
+        ),
+        case(
+            "access token (appid) with the same aud",
+            sign(&id_shaped(user())),
+            Accept,
+        ),
+        case("v2 access token (azp)", sign(&user_v2()), Accept),
+    ]);
+    let e = env
+        .run(sign(&set(user(), &[("appid", no)])).as_bytes())
+        .unwrap_err();
+    let msg = e.client_message(ROLE);
+    assert!(
+        msg.contains("ID token") && msg.contains("request an access token"),
+        "{msg}"
+    );
 }
 
 #[test]

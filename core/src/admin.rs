@@ -1,0 +1,197 @@
+//! Admin power never exceeds PostgreSQL's own: whether a caller may rebind, drop or label a
+//! role. Any Entra admin manages any ordinary Entra principal (as on Azure), but a caller that
+//! is not a superuser may not take over a role that could do more than the caller can.
+
+use crate::escape::quoted;
+
+/// What the decision needs to know about the caller.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Caller {
+    pub superuser: bool,
+    pub replication: bool,
+    pub bypassrls: bool,
+    /// PostgreSQL itself would let the caller set the target's password (on 15: CREATEROLE,
+    /// for a role that is not a superuser; on 16+: CREATEROLE with ADMIN OPTION on it; or the
+    /// target is the caller).
+    pub may_set_password: bool,
+}
+
+/// What the decision needs to know about the target role.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Target {
+    pub superuser: bool,
+    pub replication: bool,
+    pub bypassrls: bool,
+    /// It carries a `pgaadauth` label (it is an Entra principal already).
+    pub principal: bool,
+    /// A role the target is a member of (directly or not, inherited or not) whose privileges
+    /// the caller does not have, if any.
+    pub role_caller_lacks: Option<String>,
+}
+
+/// Why a caller may not manage a role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denied {
+    Superuser,
+    Attribute(&'static str),
+    Privileges(String),
+    NotPrincipal,
+}
+
+impl Denied {
+    /// The detail of the 42501 error, for role `name`.
+    pub fn detail(&self, name: &[u8]) -> String {
+        let role = quoted(name);
+        match self {
+            Denied::Superuser => format!("Role {role} is a superuser; only a superuser may manage it."),
+            Denied::Attribute(attr) => {
+                format!("Role {role} has the {attr} attribute, which you do not have.")
+            }
+            Denied::Privileges(other) => format!(
+                "Role {role} has the privileges of role {}, which you do not have.",
+                quoted(other.as_bytes())
+            ),
+            Denied::NotPrincipal => format!(
+                "Role {role} is not a Microsoft Entra ID principal; binding it is for a role that may set its password (a superuser; on PostgreSQL 16 and later, CREATEROLE with ADMIN OPTION on it)."
+            ),
+        }
+    }
+}
+
+/// Whether `caller` may rebind, drop, label or unlabel `target`.
+pub fn may_manage(caller: &Caller, target: &Target) -> Result<(), Denied> {
+    if caller.superuser {
+        return Ok(());
+    }
+    if target.superuser {
+        return Err(Denied::Superuser);
+    }
+    if target.replication && !caller.replication {
+        return Err(Denied::Attribute("REPLICATION"));
+    }
+    if target.bypassrls && !caller.bypassrls {
+        return Err(Denied::Attribute("BYPASSRLS"));
+    }
+    if let Some(role) = &target.role_caller_lacks {
+        return Err(Denied::Privileges(role.clone()));
+    }
+    if !target.principal && !caller.may_set_password {
+        return Err(Denied::NotPrincipal);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn admin() -> Caller {
+        Caller::default()
+    }
+
+    fn principal() -> Target {
+        Target {
+            principal: true,
+            ..Target::default()
+        }
+    }
+
+    #[test]
+    fn any_admin_manages_an_ordinary_entra_principal() {
+        assert_eq!(may_manage(&admin(), &principal()), Ok(()));
+    }
+
+    #[test]
+    fn a_superuser_manages_anything() {
+        let su = Caller {
+            superuser: true,
+            ..Caller::default()
+        };
+        let worst = Target {
+            superuser: true,
+            replication: true,
+            bypassrls: true,
+            principal: false,
+            role_caller_lacks: Some("postgres".into()),
+        };
+        assert_eq!(may_manage(&su, &worst), Ok(()));
+    }
+
+    #[test]
+    fn superuser_targets_are_for_superusers() {
+        let t = Target {
+            superuser: true,
+            ..principal()
+        };
+        assert_eq!(may_manage(&admin(), &t), Err(Denied::Superuser));
+    }
+
+    #[test]
+    fn replication_and_bypassrls_targets_need_the_caller_to_have_them() {
+        let repl = Target {
+            replication: true,
+            ..principal()
+        };
+        let bypass = Target {
+            bypassrls: true,
+            ..principal()
+        };
+        assert_eq!(
+            may_manage(&admin(), &repl),
+            Err(Denied::Attribute("REPLICATION"))
+        );
+        assert_eq!(
+            may_manage(&admin(), &bypass),
+            Err(Denied::Attribute("BYPASSRLS"))
+        );
+        let strong = Caller {
+            replication: true,
+            bypassrls: true,
+            ..Caller::default()
+        };
+        assert_eq!(may_manage(&strong, &repl), Ok(()));
+        assert_eq!(may_manage(&strong, &bypass), Ok(()));
+    }
+
+    #[test]
+    fn targets_with_privileges_the_caller_lacks_are_refused() {
+        let t = Target {
+            role_caller_lacks: Some("pg_execute_server_program".into()),
+            ..principal()
+        };
+        assert_eq!(
+            may_manage(&admin(), &t),
+            Err(Denied::Privileges("pg_execute_server_program".into()))
+        );
+    }
+
+    #[test]
+    fn binding_an_ordinary_role_needs_the_power_to_set_its_password() {
+        let plain = Target::default();
+        assert_eq!(may_manage(&admin(), &plain), Err(Denied::NotPrincipal));
+        let createrole = Caller {
+            may_set_password: true,
+            ..Caller::default()
+        };
+        assert_eq!(may_manage(&createrole, &plain), Ok(()));
+    }
+
+    #[test]
+    fn details_name_the_reason_and_quote_the_role() {
+        assert_eq!(
+            Denied::Superuser.detail(b"ops"),
+            "Role \"ops\" is a superuser; only a superuser may manage it."
+        );
+        assert_eq!(
+            Denied::Attribute("REPLICATION").detail(b"repl"),
+            "Role \"repl\" has the REPLICATION attribute, which you do not have."
+        );
+        assert_eq!(
+            Denied::Privileges("postgres".into()).detail(b"a\"b"),
+            "Role \"a\\\"b\" has the privileges of role \"postgres\", which you do not have."
+        );
+        assert!(Denied::NotPrincipal
+            .detail(b"plain")
+            .starts_with("Role \"plain\" is not a Microsoft Entra ID principal"));
+    }
+}
