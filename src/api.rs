@@ -2,16 +2,20 @@
 //! with Azure's names, signatures and return values.
 //!
 //! They run as the caller (SECURITY INVOKER), check that the caller is a superuser or an
-//! aad_auth admin, and then do the catalog work as the bootstrap superuser for the duration of
-//! the statement only: creating roles, labelling them and granting `azure_pg_admin`.
+//! aad_auth admin, and that the caller may manage the target role (admin power never exceeds
+//! PostgreSQL's own: `seclabel::may_manage`); then they do the catalog work as the bootstrap
+//! superuser for the duration of the statement only: creating roles, labelling them, clearing
+//! their passwords and granting `azure_pg_admin`.
 
 use crate::directory::{self, Answer, Question};
 use crate::gucs;
 use crate::seclabel::{self, ADMIN_ROLE, PROVIDER};
+use aad_auth_core::escape::quoted;
 use aad_auth_core::{Guid, Label, PrincipalType};
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 use pgrx::spi::{quote_identifier, quote_literal};
+use std::ffi::CString;
 
 /// Longest role name PostgreSQL keeps (NAMEDATALEN - 1 bytes); longer ones would be truncated.
 const MAX_ROLE_NAME: usize = 63;
@@ -63,7 +67,7 @@ fn check_role_name(name: &str) {
     if name.len() > MAX_ROLE_NAME {
         fail(
             PgSqlErrorCode::ERRCODE_NAME_TOO_LONG,
-            format!("role name \"{name}\" is {} bytes long; PostgreSQL role names are at most {MAX_ROLE_NAME} bytes", name.len()),
+            format!("role name {} is {} bytes long; PostgreSQL role names are at most {MAX_ROLE_NAME} bytes", quoted(name.as_bytes()), name.len()),
             "Choose a shorter role name; sign-in matches the object id, not the name.",
         );
     }
@@ -128,13 +132,24 @@ fn run(sql: &str) {
     }
 }
 
+/// `azure_pg_admin`, as an SQL identifier.
+fn admin_role() -> String {
+    quote_identifier(ADMIN_ROLE.to_str().unwrap_or("azure_pg_admin"))
+}
+
 fn ensure_admin_role() {
     if seclabel::role_oid(ADMIN_ROLE).is_none() {
-        run(&format!(
-            "CREATE ROLE {} NOLOGIN",
-            quote_identifier(ADMIN_ROLE)
-        ));
+        run(&format!("CREATE ROLE {} NOLOGIN", admin_role()));
     }
+}
+
+/// A principal signs in with tokens only: no stored password (the hook also vetoes password
+/// logins of labelled roles on every host line).
+fn clear_password(name: &str) {
+    run(&format!(
+        "ALTER ROLE {} PASSWORD NULL",
+        quote_identifier(name)
+    ));
 }
 
 fn set_label(name: &str, label: &Label) {
@@ -150,37 +165,37 @@ fn grant_admin(name: &str) {
     ensure_admin_role();
     let role = quote_identifier(name);
     run(&format!("ALTER ROLE {role} CREATEROLE CREATEDB"));
-    run(&format!("GRANT {} TO {role}", quote_identifier(ADMIN_ROLE)));
+    run(&format!("GRANT {} TO {role}", admin_role()));
 }
 
 fn revoke_admin(name: &str) {
     let role = quote_identifier(name);
     run(&format!("ALTER ROLE {role} NOCREATEROLE NOCREATEDB"));
     if seclabel::role_oid(ADMIN_ROLE).is_some() {
-        run(&format!(
-            "REVOKE {} FROM {role}",
-            quote_identifier(ADMIN_ROLE)
-        ));
+        run(&format!("REVOKE {} FROM {role}", admin_role()));
     }
 }
 
-/// The role to change: it must exist, and a superuser role only by a superuser.
-fn existing_role(name: &str, caller: pg_sys::Oid) -> pg_sys::Oid {
-    let Some(role) = seclabel::role_oid(name) else {
+fn lookup(name: &str) -> Option<pg_sys::Oid> {
+    seclabel::role_oid(&CString::new(name).ok()?)
+}
+
+/// The role to change: it must exist.
+fn existing_role(name: &str) -> pg_sys::Oid {
+    lookup(name).unwrap_or_else(|| {
         fail(
             PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
-            format!("role \"{name}\" does not exist"),
+            format!("role {} does not exist", quoted(name.as_bytes())),
             "",
         )
-    };
-    if seclabel::is_superuser(role) && !seclabel::is_superuser(caller) {
-        fail(
-            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-            format!("permission denied to manage superuser role \"{name}\""),
-            "Only a superuser may manage a superuser role.",
-        );
+    })
+}
+
+/// Refuses unless `caller` may manage `role` (`seclabel::may_manage`).
+fn ensure_may_manage(caller: pg_sys::Oid, role: pg_sys::Oid, name: &str) {
+    if let Err(denied) = seclabel::may_manage(caller, role) {
+        seclabel::refuse_manage(name.as_bytes(), &denied);
     }
-    role
 }
 
 /// Creates a LOGIN role bound to the Entra object `objectId` of type `objectType`
@@ -207,10 +222,10 @@ fn pgaadauth_create_principal_with_oid(
 
 /// Refuses a role name that is already taken.
 fn ensure_new(name: &str) {
-    if seclabel::role_oid(name).is_some() {
+    if lookup(name).is_some() {
         fail(
             PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
-            format!("role \"{name}\" already exists"),
+            format!("role {} already exists", quoted(name.as_bytes())),
             "Use pgaadauth_update_principal_with_oid to bind an existing role to another object id.",
         );
     }
@@ -222,6 +237,7 @@ fn create(name: &str, label: &Label) -> String {
     as_superuser(|| {
         run(&format!("CREATE ROLE {} LOGIN", quote_identifier(name)));
         set_label(name, label);
+        clear_password(name);
         if label.admin {
             grant_admin(name);
         }
@@ -289,12 +305,14 @@ fn pgaadauth_update_principal_with_oid(
         required(isadmin, "isAdmin"),
         required(ismfa, "isMfa"),
     );
-    let role = existing_role(name, caller);
+    let role = existing_role(name);
+    ensure_may_manage(caller, role, name);
     let was_admin = seclabel::label_text(role)
         .and_then(|t| t.parse::<Label>().ok())
         .is_some_and(|l| l.admin);
     as_superuser(|| {
         set_label(name, &label);
+        clear_password(name);
         if label.admin {
             grant_admin(name);
         } else if was_admin {
@@ -309,14 +327,18 @@ fn pgaadauth_update_principal_with_oid(
 fn pgaadauth_drop_principal(rolename: Option<&str>) -> String {
     let caller = require_admin("pgaadauth_drop_principal");
     let name = required(rolename, "roleName");
-    let role = existing_role(name, caller);
+    let role = existing_role(name);
     if seclabel::label_text(role).is_none() {
         fail(
             PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
-            format!("role \"{name}\" is not a Microsoft Entra ID principal"),
+            format!(
+                "role {} is not a Microsoft Entra ID principal",
+                quoted(name.as_bytes())
+            ),
             "Drop ordinary roles with DROP ROLE.",
         );
     }
+    ensure_may_manage(caller, role, name);
     as_superuser(|| run(&format!("DROP ROLE {}", quote_identifier(name))));
     format!("Dropped role for \"{name}\"")
 }
@@ -375,11 +397,42 @@ fn aad_auth_principals(
 
 extension_sql!(
     r#"
--- The role that marks Entra ID admins, as on Azure.
+-- The role that marks Entra ID admins, as on Azure. Its members manage Entra principals, so an
+-- existing role of that name is adopted only when it is what this extension would have made:
+-- NOLOGIN, no attributes, and no members but superusers and Entra admin principals (as after
+-- DROP EXTENSION and CREATE EXTENSION again). Anything else was made by someone else, for
+-- something else: refuse rather than hand its members admin power.
 DO $$
+DECLARE
+    r pg_catalog.pg_roles%ROWTYPE;
+    stranger name;
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'azure_pg_admin') THEN
+    SELECT * INTO r FROM pg_catalog.pg_roles WHERE rolname = 'azure_pg_admin';
+    IF NOT FOUND THEN
         CREATE ROLE azure_pg_admin NOLOGIN;
+        RETURN;
+    END IF;
+    IF r.rolcanlogin OR r.rolsuper OR r.rolcreaterole OR r.rolcreatedb OR r.rolreplication
+        OR r.rolbypassrls THEN
+        RAISE EXCEPTION 'role "azure_pg_admin" already exists and is not one aad_auth can adopt'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'It can log in or has SUPERUSER, CREATEROLE, CREATEDB, REPLICATION or BYPASSRLS; aad_auth makes its members Microsoft Entra ID admins.',
+                  HINT = 'Rename or drop that role (or remove its attributes), then run CREATE EXTENSION aad_auth again.';
+    END IF;
+    SELECT a.rolname INTO stranger
+    FROM pg_catalog.pg_auth_members m JOIN pg_catalog.pg_roles a ON a.oid = m.member
+    WHERE m.roleid = r.oid AND NOT a.rolsuper
+      AND NOT EXISTS (
+          SELECT 1 FROM pg_catalog.pg_shseclabel l
+          WHERE l.objoid = a.oid AND l.provider = 'pgaadauth'
+            AND l.classoid = 'pg_catalog.pg_authid'::pg_catalog.regclass
+            AND l.label ~ ',admin(,|$)')
+    ORDER BY 1 LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'role "azure_pg_admin" already exists and is not one aad_auth can adopt'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = pg_catalog.format('Role %I is a member of it but is not a Microsoft Entra ID admin principal; aad_auth makes every member of azure_pg_admin an admin.', stranger),
+                  HINT = 'Revoke azure_pg_admin from the roles that should not manage Entra ID principals (or rename the role), then run CREATE EXTENSION aad_auth again.';
     END IF;
 END
 $$;

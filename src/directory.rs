@@ -78,7 +78,8 @@ pub fn init() {
     pg_shmem_init!(SLOT);
 }
 
-/// Asks the worker `question` and waits for the answer at most `wait`.
+/// Asks the worker `question` and waits for the answer at most `wait`. The wait answers
+/// cancel requests and `statement_timeout` (an ERROR that gives the slot back).
 pub fn ask(question: &Question, wait: Duration) -> Result<Answer, String> {
     if gucs::directory().is_none() {
         return Err("no directory is configured (aad_auth.graph_client_id, aad_auth.graph_client_secret_file)".into());
@@ -113,23 +114,28 @@ pub fn ask(question: &Question, wait: Duration) -> Result<Answer, String> {
         if Instant::now() >= deadline {
             return Err("the directory is busy with another question".into());
         }
-        // SAFETY: sleeps 20 ms.
-        unsafe { pg_sys::pg_usleep(20_000) };
+        keycache::nap(20);
     };
+    // Gives the slot back however this function is left: answered, timed out, or by an
+    // ERROR (cancel, statement_timeout) unwinding through it.
+    struct Release(u64);
+    impl Drop for Release {
+        fn drop(&mut self) {
+            cancel(self.0);
+        }
+    }
+    let _release = Release(ticket);
     if !keycache::wake_worker() {
-        cancel(ticket);
         return Err("the aad_auth background worker is not running".into());
     }
     while Instant::now() < deadline {
-        // SAFETY: sleeps 20 ms.
-        unsafe { pg_sys::pg_usleep(20_000) };
+        keycache::nap(20);
         let slot = SLOT.share();
         if slot.done == ticket {
             let text = slot.answer.get().unwrap_or_default();
             return if slot.ok { decode(&text) } else { Err(text) };
         }
     }
-    cancel(ticket);
     Err(format!(
         "the directory did not answer within {} s",
         wait.as_secs()

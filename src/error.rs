@@ -1,11 +1,16 @@
 //! Turning a refusal into a PostgreSQL error, in one place: the client gets the message
-//! (what to fix), the server log also gets the detail. Neither ever holds a token.
+//! (what to fix), the server log also gets the detail. Neither ever holds a token, every
+//! client-chosen name in them is escaped (`aad_auth_core::escape`), and neither can span two
+//! log lines.
 
 use crate::ffi_decls::aad_auth_fatal;
+use crate::gucs;
+use aad_auth_core::escape::one_line;
 use aad_auth_core::TokenError;
 use std::ffi::CString;
 
-/// Why a connection is refused.
+/// Why a connection is refused. `role` is the role name as [`aad_auth_core::escape::escaped`]
+/// shows it.
 pub enum Refusal {
     /// A token sign-in failed.
     Token { role: String, error: TokenError },
@@ -13,8 +18,12 @@ pub enum Refusal {
     Password { role: String, detail: String },
     /// Password sign-in is turned off.
     PasswordDisabled { role: String },
+    /// A role bound to an Entra principal tried a password method.
+    LabelledPassword { role: String },
     /// The role's label is malformed (a configuration problem).
     BadLabel { role: String, detail: String },
+    /// A credential would cross the network unencrypted (`aad_auth.require_secure_transport`).
+    Transport { role: String, host: String },
 }
 
 impl Refusal {
@@ -41,18 +50,39 @@ impl Refusal {
                 "password authentication is disabled on this server; sign in with a Microsoft Entra ID token".into(),
                 format!("aad_auth.password_auth is off; role \"{role}\" is not bound to an Entra ID principal"),
             ),
+            Refusal::LabelledPassword { role } => (
+                "28000",
+                format!("role \"{role}\" is bound to a Microsoft Entra ID principal and signs in only with an access token, not a password"),
+                "a pgaadauth-labelled role signed in with a password method; aad_auth vetoes it on every host line".into(),
+            ),
             Refusal::BadLabel { role, detail } => (
                 "28000",
                 format!("role \"{role}\" has an invalid pgaadauth security label; ask the administrator to fix it"),
                 detail.clone(),
             ),
+            Refusal::Transport { role, host } => (
+                "28000",
+                "an encrypted connection is required to send a password or access token to this server; connect with sslmode=require or stronger".into(),
+                format!(
+                    "aad_auth.require_secure_transport = {}: role \"{role}\" from host \"{host}\" without SSL or GSS encryption",
+                    gucs::secure_transport().as_str()
+                ),
+            ),
         }
     }
 
-    /// Ends the connection with FATAL. Never returns.
+    /// Ends the connection with FATAL, after `aad_auth.failure_delay`. Never returns.
     pub fn raise(self) -> ! {
         let (sqlstate, message, detail) = self.parts();
-        let c = |s: &str| CString::new(s.replace('\0', "?")).unwrap_or_default();
+        // A bounded pause (at most 10 s) that authentication_timeout can still end.
+        let deadline = std::time::Instant::now() + gucs::failure_delay();
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            if left.is_zero() {
+                break;
+            }
+            crate::keycache::nap(left.as_millis().clamp(1, 1000) as i64);
+        }
+        let c = |s: &str| CString::new(one_line(s).replace('\0', "?")).unwrap_or_default();
         let (sqlstate, message, detail) = (c(sqlstate), c(&message), c(&detail));
         // SAFETY: all pointers are valid NUL-terminated strings; ereport(FATAL) exits the
         // process without returning or unwinding.

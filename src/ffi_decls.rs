@@ -21,6 +21,9 @@ pub struct AadPortInfo {
     pub is_unix_socket: c_int,
     pub method: c_int,
     pub hba_line: c_int,
+    pub encrypted: c_int,
+    pub addr_family: c_int,
+    pub addr: [u8; 16],
 }
 
 pub const METHOD_TRUST: c_int = 1;
@@ -39,4 +42,5 @@ extern "C" {
 unsafe extern "C-unwind" {
     pub fn aad_auth_port_info(port: *mut pg_sys::Port, out: *mut AadPortInfo);
     pub fn aad_auth_recv_password(port: *mut pg_sys::Port, len: *mut c_int) -> *mut c_char;
+    pub fn aad_auth_set_identity(port: *mut pg_sys::Port, id: *const c_char);
 }

@@ -4,10 +4,11 @@
 
 use aad_auth_core::policy::{DEFAULT_AUDIENCES, DEFAULT_AUTHORITY};
 use aad_auth_core::refresh::RefreshPolicy;
+use aad_auth_core::transport::SecureTransport;
 use aad_auth_core::{list, Guid, Policy, TokenError};
-use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
-use pgrx::pg_guard;
+use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting, PostgresGucEnum};
 use pgrx::pg_sys;
+use pgrx::{pg_guard, warning};
 use std::ffi::{c_char, c_void, CStr, CString};
 
 static TENANT_ID: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
@@ -30,6 +31,91 @@ static GRAPH_CLIENT_SECRET_FILE: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(None);
 static GRAPH_ENDPOINT: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"https://graph.microsoft.com"));
+static REQUIRE_SECURE_TRANSPORT: GucSetting<Transport> =
+    GucSetting::<Transport>::new(Transport::On);
+static FAILURE_DELAY: GucSetting<i32> = GucSetting::<i32>::new(0);
+
+/// `aad_auth.require_secure_transport`, as PostgreSQL sees it.
+#[derive(Clone, Copy, PartialEq, Eq, PostgresGucEnum)]
+pub enum Transport {
+    #[name = c"on"]
+    On,
+    #[name = c"strict"]
+    Strict,
+    #[name = c"off"]
+    Off,
+}
+
+/// Longest `aad_auth.failure_delay`, in milliseconds.
+const MAX_FAILURE_DELAY_MS: i32 = 10_000;
+
+/// Every setting, with what Entra sign-in does while its value in postgresql.conf is invalid
+/// at server start (PostgreSQL then keeps the default).
+const MEANWHILE: &[(&CStr, &str)] = &[
+    (c"aad_auth.tenant_id", "Entra ID sign-in refuses every token"),
+    (c"aad_auth.authority", "the public cloud's authority, https://login.microsoftonline.com, is used for v2 issuers and the default key address"),
+    (c"aad_auth.audiences", "only the default audiences are accepted (the Azure Database for PostgreSQL resource and its app id)"),
+    (c"aad_auth.issuers", "only the tenant's own v1 and v2 issuers are accepted"),
+    (c"aad_auth.jwks_uri", "the signing keys are fetched from {authority}/{tenant}/discovery/v2.0/keys"),
+    (c"aad_auth.jwks_file", "the signing keys are fetched from the tenant's key address"),
+    (c"aad_auth.jwks_refresh_interval", "the signing keys are refreshed every hour"),
+    (c"aad_auth.jwks_min_refresh_interval", "an unknown key id causes a refresh at most every 5 minutes"),
+    (c"aad_auth.clock_skew", "nbf and exp are checked with 300 s of tolerance"),
+    (c"aad_auth.password_auth", "ordinary roles sign in with their passwords (on)"),
+    (c"aad_auth.skip_roles", "no role passes aad_auth's checks unchallenged"),
+    (c"aad_auth.log_logins", "every Entra ID sign-in is logged (on)"),
+    (c"aad_auth.graph_client_id", "no directory is used: pgaadauth_create_principal cannot resolve names and group-overage tokens are refused"),
+    (c"aad_auth.graph_client_secret_file", "no directory is used"),
+    (c"aad_auth.graph_endpoint", "Microsoft Graph is asked at https://graph.microsoft.com"),
+    (c"aad_auth.require_secure_transport", "credentials are asked for only over encrypted or loopback connections (on)"),
+    (c"aad_auth.failure_delay", "refusals are not delayed (0)"),
+];
+
+/// The values postgresql.conf gives the settings before they are defined (PostgreSQL holds
+/// them as placeholders until the library defines them).
+pub fn configured_values() -> Vec<(&'static CStr, CString)> {
+    MEANWHILE
+        .iter()
+        .filter_map(|(name, _)| {
+            // SAFETY: name is NUL-terminated; missing_ok returns null for an unset name.
+            let value = unsafe { pg_sys::GetConfigOption(name.as_ptr(), true, false) };
+            // SAFETY: a non-null result is a NUL-terminated string.
+            (!value.is_null()).then(|| (*name, unsafe { CStr::from_ptr(value) }.to_owned()))
+        })
+        .collect()
+}
+
+/// Reports each value of `configured` that PostgreSQL refused when the settings were defined:
+/// at WARNING, naming the setting and what sign-in does meanwhile (never silently defaulted).
+pub fn report_invalid(configured: &[(&'static CStr, CString)]) {
+    for (name, value) in configured {
+        // SAFETY: a dry run (changeVal = false) of PostgreSQL's own parsing and our check hooks;
+        // its own report goes to DEBUG5, ours follows.
+        let valid = unsafe {
+            pg_sys::set_config_option(
+                name.as_ptr(),
+                value.as_ptr(),
+                pg_sys::GucContext::PGC_SIGHUP,
+                pg_sys::GucSource::PGC_S_FILE,
+                pg_sys::GucAction::GUC_ACTION_SET,
+                false,
+                pg_sys::DEBUG5 as i32,
+                false,
+            )
+        } > 0;
+        if !valid {
+            let meanwhile = MEANWHILE
+                .iter()
+                .find(|(n, _)| n == name)
+                .map_or("its default applies", |(_, m)| m);
+            warning!(
+                "aad_auth: {} = {} in postgresql.conf is invalid and ignored; meanwhile {meanwhile}",
+                name.to_string_lossy(),
+                aad_auth_core::escape::quoted(value.to_bytes())
+            );
+        }
+    }
+}
 
 /// Registers every setting; called once from `_PG_init`.
 pub fn init() {
@@ -179,6 +265,24 @@ pub fn init() {
         ctx,
         GucFlags::default(),
     );
+    GucRegistry::define_enum_guc(
+        c"aad_auth.require_secure_transport",
+        c"Over which connections aad_auth asks for a password or access token.",
+        c"on: encrypted (SSL or GSS) or from a loopback address; strict: encrypted only; off: any (unsafe: tokens are bearer credentials).",
+        &REQUIRE_SECURE_TRANSPORT,
+        ctx,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"aad_auth.failure_delay",
+        c"Pause before a refused sign-in on a governed line is answered.",
+        c"Slows password and token guessing; PostgreSQL's auth_delay cannot act on these refusals.",
+        &FAILURE_DELAY,
+        0,
+        MAX_FAILURE_DELAY_MS,
+        ctx,
+        GucFlags::UNIT_MS,
+    );
     GucRegistry::define_bool_guc(
         c"aad_auth.log_logins",
         c"Log one line per Entra ID sign-in, accepted or refused.",
@@ -280,11 +384,27 @@ pub fn log_logins() -> bool {
     LOG_LOGINS.get()
 }
 
-/// True when `role` is listed in `aad_auth.skip_roles`.
-pub fn skips(role: &str) -> bool {
-    text(&SKIP_ROLES)
-        .and_then(|t| list::parse_identifiers(&t).ok())
-        .is_some_and(|names| names.iter().any(|n| n == role))
+pub fn secure_transport() -> SecureTransport {
+    match REQUIRE_SECURE_TRANSPORT.get() {
+        Transport::On => SecureTransport::On,
+        Transport::Strict => SecureTransport::Strict,
+        Transport::Off => SecureTransport::Off,
+    }
+}
+
+/// `aad_auth.failure_delay`.
+pub fn failure_delay() -> std::time::Duration {
+    std::time::Duration::from_millis(u64::try_from(FAILURE_DELAY.get()).unwrap_or(0))
+}
+
+/// True when `role` (its exact bytes) is listed in `aad_auth.skip_roles`.
+pub fn skips(role: &CStr) -> bool {
+    // A list that is not valid UTF-8 matches nothing (never a lossy look-alike).
+    SKIP_ROLES
+        .get()
+        .and_then(|t| t.to_str().ok().map(str::to_owned))
+        .and_then(|t| list::parse_identifiers(t.trim()).ok())
+        .is_some_and(|names| names.iter().any(|n| n.as_bytes() == role.to_bytes()))
 }
 
 /// Runs `check` on a string GUC's proposed value; on failure, sets the detail PostgreSQL
@@ -363,26 +483,13 @@ unsafe extern "C-unwind" fn check_url(
     // SAFETY: called by PostgreSQL as a string check hook.
     unsafe {
         check_with(newval, |v| {
-            if v.is_empty() || v.starts_with("https://") || is_loopback_http(v) {
+            if v.is_empty() {
                 Ok(())
             } else {
-                Err("The address must start with https:// (plain http:// only to a loopback address).".into())
+                aad_auth_core::url::check(v).map_err(|e| format!("{e}."))
             }
         })
     }
-}
-
-/// `http://` to 127.0.0.0/8, `localhost` or `[::1]`: allowed for tests and local stand-ins.
-pub fn is_loopback_http(url: &str) -> bool {
-    let Some(rest) = url.strip_prefix("http://") else {
-        return false;
-    };
-    let host = rest.split(['/', '?']).next().unwrap_or("");
-    let host = match host.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(""),
-        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
-    };
-    host == "localhost" || host == "::1" || host.starts_with("127.")
 }
 
 #[pg_guard]

@@ -2,9 +2,15 @@
 //!
 //! PostgreSQL calls it after the pg_hba.conf method has run. On host-type `trust` lines aad_auth
 //! performs the whole exchange itself: it asks for a password and checks it — as an Entra ID
-//! access token for roles with a `pgaadauth` label, as the role's password otherwise. On
-//! password lines it can only veto (`aad_auth.password_auth = off`). Unix-socket connections
-//! are never touched: they are the break-glass path.
+//! access token for roles with a `pgaadauth` label, as the role's password otherwise — but
+//! only over an encrypted or loopback connection (`aad_auth.require_secure_transport`). On
+//! lines whose method takes a password (password, md5, scram-sha-256, ldap, pam, radius, bsd)
+//! it can only veto: always for a labelled role (it signs in with tokens only), and for every
+//! role with `aad_auth.password_auth = off`. Unix-socket connections are never touched: they
+//! are the break-glass path.
+//!
+//! Names are bytes: the role is looked up by exactly the bytes PostgreSQL received, and every
+//! name that reaches a message or the log is escaped.
 
 use crate::directory::{self, Answer, Question};
 use crate::error::Refusal;
@@ -12,9 +18,11 @@ use crate::ffi_decls::{
     self, AadPortInfo, ClientAuthenticationHook, METHOD_PASSWORD, METHOD_TRUST,
 };
 use crate::{gucs, keycache, seclabel};
-use aad_auth_core::{Label, Outcome, TokenError};
+use aad_auth_core::escape::{escaped, quoted};
+use aad_auth_core::{transport, Label, Outcome, TokenError};
 use pgrx::prelude::*;
 use std::ffi::{c_char, c_int, CStr, CString};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 static mut PREVIOUS_HOOK: Option<ClientAuthenticationHook> = None;
 
@@ -27,13 +35,17 @@ pub fn init() {
     }
 }
 
-/// What the hook needs from `Port`, owned.
+/// What the hook needs from `Port`, owned; names as the exact bytes the client sent.
 pub(crate) struct Connection {
-    role: String,
-    database: String,
-    remote_host: String,
+    pub(crate) role: CString,
+    database: Vec<u8>,
+    remote_host: Vec<u8>,
     unix_socket: bool,
     method: c_int,
+    /// SSL or GSS encryption is in use.
+    encrypted: bool,
+    /// The client's IP address (none for a unix socket).
+    peer: Option<IpAddr>,
 }
 
 impl Connection {
@@ -47,23 +59,51 @@ impl Connection {
             is_unix_socket: 0,
             method: 0,
             hba_line: 0,
+            encrypted: 0,
+            addr_family: 0,
+            addr: [0; 16],
         };
         // SAFETY: port is valid (caller); info is a local the shim fills.
         unsafe { ffi_decls::aad_auth_port_info(port, &mut info) };
-        let text = |p: *const c_char| {
+        let bytes = |p: *const c_char| {
             if p.is_null() {
-                String::new()
+                CString::default()
             } else {
                 // SAFETY: the pointers are Port's NUL-terminated strings, alive for the call.
-                unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+                unsafe { CStr::from_ptr(p) }.to_owned()
             }
         };
+        let a = info.addr;
+        let peer = match info.addr_family {
+            4 => Some(IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3]))),
+            6 => Some(IpAddr::V6(Ipv6Addr::from(a))),
+            _ => None,
+        };
         Connection {
-            role: text(info.user_name),
-            database: text(info.database_name),
-            remote_host: text(info.remote_host),
+            role: bytes(info.user_name),
+            database: bytes(info.database_name).into_bytes(),
+            remote_host: bytes(info.remote_host).into_bytes(),
             unix_socket: info.is_unix_socket != 0,
             method: info.method,
+            encrypted: info.encrypted != 0,
+            peer,
+        }
+    }
+
+    /// The role name as messages show it (escaped, without quotes).
+    pub(crate) fn role_display(&self) -> String {
+        escaped(self.role.to_bytes())
+    }
+
+    /// Whether a password or token may be asked for on this connection.
+    pub(crate) fn transport_allowed(&self) -> bool {
+        transport::credential_allowed(gucs::secure_transport(), self.encrypted, self.peer)
+    }
+
+    pub(crate) fn transport_refusal(&self) -> Refusal {
+        Refusal::Transport {
+            role: self.role_display(),
+            host: escaped(&self.remote_host),
         }
     }
 }
@@ -85,23 +125,46 @@ unsafe extern "C-unwind" fn client_authentication(port: *mut pg_sys::Port, statu
     }
     match conn.method {
         METHOD_TRUST => governed(port, &conn),
-        METHOD_PASSWORD if !gucs::password_auth() => {
-            Refusal::PasswordDisabled { role: conn.role }.raise()
+        METHOD_PASSWORD => {
+            // A labelled role has no password of its own to sign in with (it was cleared when
+            // it was bound; one set since must not open it).
+            if seclabel::role_label(&conn.role).is_some() {
+                Refusal::LabelledPassword {
+                    role: conn.role_display(),
+                }
+                .raise()
+            }
+            if !gucs::password_auth() {
+                Refusal::PasswordDisabled {
+                    role: conn.role_display(),
+                }
+                .raise()
+            }
         }
         _ => {}
     }
 }
 
-/// A host-type `trust` line: ask for a credential and decide.
+/// A host-type `trust` line: ask for a credential (over a secure transport only) and decide.
 fn governed(port: *mut pg_sys::Port, conn: &Connection) {
+    if !conn.transport_allowed() {
+        conn.transport_refusal().raise();
+    }
     match seclabel::role_label(&conn.role) {
         Some(label) => token_sign_in(port, conn, &label),
         None if !gucs::password_auth() => Refusal::PasswordDisabled {
-            role: conn.role.clone(),
+            role: conn.role_display(),
         }
         .raise(),
         None => password_sign_in(port, conn),
     }
+}
+
+/// Records the signed-in identity: the token's object id, or the role for a password.
+fn set_identity(port: *mut pg_sys::Port, id: &[u8]) {
+    let Ok(id) = CString::new(id) else { return };
+    // SAFETY: port is live; the shim copies the string (set_authn_id pstrdup's it).
+    unsafe { ffi_decls::aad_auth_set_identity(port, id.as_ptr()) };
 }
 
 /// Asks the client for a password; returns it as bytes (valid until the end of authentication).
@@ -120,7 +183,7 @@ fn token_sign_in(port: *mut pg_sys::Port, conn: &Connection, label: &Result<Labe
     let label = match label {
         Ok(label) => label,
         Err(detail) => Refusal::BadLabel {
-            role: conn.role.clone(),
+            role: conn.role_display(),
             detail: detail.clone(),
         }
         .raise(),
@@ -129,12 +192,17 @@ fn token_sign_in(port: *mut pg_sys::Port, conn: &Connection, label: &Result<Labe
     if gucs::log_logins() {
         audit(conn, label, &outcome);
     }
-    if let Err(error) = outcome.result {
-        Refusal::Token {
-            role: conn.role.clone(),
+    match outcome.result {
+        Err(error) => Refusal::Token {
+            role: conn.role_display(),
             error,
         }
-        .raise();
+        .raise(),
+        Ok(principal) => {
+            if let Some(id) = principal.oid.or(principal.appid) {
+                set_identity(port, id.as_bytes());
+            }
+        }
     }
 }
 
@@ -202,15 +270,19 @@ fn now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-/// One log line per Entra sign-in, accepted or refused.
+/// One log line per Entra sign-in, accepted or refused. Every client-chosen text is quoted
+/// and escaped, so that no field can end early and no line can be forged.
 pub(crate) fn audit(conn: &Connection, label: &Label, outcome: &Outcome) {
     let a = &outcome.audit;
-    let field = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    let field = |v: &Option<String>| {
+        v.as_ref()
+            .map_or_else(|| "-".into(), |v| quoted(v.as_bytes()))
+    };
     let who = format!(
-        "role=\"{}\" database=\"{}\" host={} label_type={} token_type={} oid={} name={} appid={} tenant={} kid={}",
-        conn.role,
-        conn.database,
-        conn.remote_host,
+        "role={} database={} host={} label_type={} token_type={} oid={} name={} appid={} tenant={} kid={}",
+        quoted(conn.role.to_bytes()),
+        quoted(&conn.database),
+        quoted(&conn.remote_host),
         label.kind.as_str(),
         a.kind.unwrap_or("-"),
         field(&a.oid),
@@ -222,8 +294,8 @@ pub(crate) fn audit(conn: &Connection, label: &Label, outcome: &Outcome) {
     match &outcome.result {
         Ok(_) => log!("aad_auth: sign-in accepted: {who}"),
         Err(e) => log!(
-            "aad_auth: sign-in refused: {who} reason=\"{}\"",
-            e.log_detail()
+            "aad_auth: sign-in refused: {who} reason={}",
+            quoted(e.log_detail().as_bytes())
         ),
     }
 }
@@ -233,10 +305,10 @@ pub(crate) fn audit(conn: &Connection, label: &Label, outcome: &Outcome) {
 /// work and the same message as a wrong password.
 fn password_sign_in(port: *mut pg_sys::Port, conn: &Connection) {
     let password = receive_password(port);
-    let role = CString::new(conn.role.as_str()).unwrap_or_default();
+    let role = &conn.role;
     let refuse = |detail: String| {
         Refusal::Password {
-            role: conn.role.clone(),
+            role: conn.role_display(),
             detail,
         }
         .raise()
@@ -269,6 +341,7 @@ fn password_sign_in(port: *mut pg_sys::Port, conn: &Connection) {
         };
         refuse(detail);
     }
+    set_identity(port, conn.role.to_bytes());
 }
 
 /// A well-formed SCRAM secret no password matches, verified when the role has no password or

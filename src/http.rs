@@ -2,7 +2,6 @@
 //! system's certificate store, plain http only to loopback addresses, no redirects, bounded in
 //! time and in the size of what it reads.
 
-use crate::gucs;
 use std::time::Duration;
 
 /// Time allowed to connect.
@@ -10,13 +9,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time allowed for a whole request, body included.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Refuses addresses that are neither https nor loopback http.
+/// Refuses addresses that are neither https nor loopback http, or that carry user
+/// information or anything a URL parser could read two ways (`aad_auth_core::url`).
 pub fn check_address(url: &str) -> Result<(), String> {
-    if url.starts_with("https://") || gucs::is_loopback_http(url) {
-        Ok(())
-    } else {
-        Err("refusing plain http to a non-loopback address".into())
-    }
+    aad_auth_core::url::check(url).map_err(|e| format!("refusing the address: {e}"))
 }
 
 pub fn agent() -> ureq::Agent {

@@ -5,6 +5,11 @@
 //! generation and re-parses only when the generation moves; a sign-in with a cached key makes
 //! no network call.
 //!
+//! Shared memory is created anew after a backend crash, and generations count from 1 again:
+//! each creation gets a new epoch, and a parsed copy is used only for its own (epoch,
+//! generation). The postmaster's own copy (which new backends inherit) is dropped at each
+//! creation, so no key from before a crash is ever used after it.
+//!
 //! Two sources:
 //! - `aad_auth.jwks_file`: a sign-in costs one `stat`; when the file's identity (path, size,
 //!   inode, modification time) differs from the one loaded, it is read and, if valid,
@@ -115,6 +120,8 @@ impl Text {
 
 #[derive(Clone, Copy)]
 pub struct KeyStore {
+    /// Set anew each time the shared memory is initialised (start-up, crash restart).
+    epoch: u64,
     /// Bumped on every publish; 0 while nothing was ever loaded.
     generation: u64,
     /// The source state the current keys came from.
@@ -148,6 +155,7 @@ pub struct KeyStore {
 impl Default for KeyStore {
     fn default() -> Self {
         KeyStore {
+            epoch: 0,
             generation: 0,
             good: Stamp::default(),
             bad: Stamp::default(),
@@ -179,9 +187,14 @@ unsafe impl PGRXSharedMemory for KeyStore {}
 static STORE: PgLwLock<KeyStore> = unsafe { PgLwLock::new(c"aad_auth_keys") };
 
 struct Local {
+    epoch: u64,
     generation: u64,
     keys: Rc<KeySet>,
 }
+
+/// The postmaster's count of shared-memory initialisations (it survives crash restarts, which
+/// re-create shared memory but not the postmaster).
+static INITIALISATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 thread_local! {
     static LOCAL: RefCell<Option<Local>> = const { RefCell::new(None) };
@@ -205,6 +218,10 @@ unsafe extern "C-unwind" fn shmem_startup() {
     if let Some(previous) = unsafe { PREVIOUS_SHMEM_STARTUP } {
         unsafe { previous() };
     }
+    // A new epoch, and no parsed copy from before: backends inherit the postmaster's memory.
+    let n = INITIALISATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+    STORE.exclusive().epoch = n;
+    LOCAL.with_borrow_mut(|local| *local = None);
     // In the postmaster: load the keys so that every backend starts with them.
     if let Some(Source::Uri(uri)) = Source::configured() {
         load_saved(&uri);
@@ -341,7 +358,10 @@ pub fn current() -> Result<Rc<KeySet>, KeysUnavailable> {
                 .into(),
         )),
     }
-    let generation = STORE.share().generation;
+    let (epoch, generation) = {
+        let store = STORE.share();
+        (store.epoch, store.generation)
+    };
     if generation == 0 {
         let why = STORE
             .share()
@@ -351,12 +371,16 @@ pub fn current() -> Result<Rc<KeySet>, KeysUnavailable> {
         return Err(KeysUnavailable(why));
     }
     LOCAL.with_borrow_mut(|local| {
-        if let Some(l) = local.as_ref().filter(|l| l.generation == generation) {
+        if let Some(l) = local
+            .as_ref()
+            .filter(|l| (l.epoch, l.generation) == (epoch, generation))
+        {
             return Ok(l.keys.clone());
         }
-        let (generation, doc) = {
+        let (epoch, generation, doc) = {
             let store = STORE.share();
             (
+                store.epoch,
                 store.generation,
                 store.doc[..store.doc_len as usize].to_vec(),
             )
@@ -365,6 +389,7 @@ pub fn current() -> Result<Rc<KeySet>, KeysUnavailable> {
             KeySet::from_bytes(&doc).map_err(|e| KeysUnavailable(format!("key store: {e}")))?;
         let keys = Rc::new(keys);
         *local = Some(Local {
+            epoch,
             generation,
             keys: keys.clone(),
         });
@@ -393,14 +418,31 @@ pub fn refresh_and_wait() -> bool {
     wake_worker();
     let deadline = Instant::now() + sign_in_wait();
     while Instant::now() < deadline {
-        // SAFETY: sleeping 20 ms; interrupts are handled by the caller's error paths.
-        unsafe { pg_sys::pg_usleep(20_000) };
+        nap(20);
         let store = STORE.share();
         if store.attempts != attempts {
             return store.generation != generation;
         }
     }
     false
+}
+
+/// Sleeps up to `ms` milliseconds on this process's latch, then answers pending interrupts
+/// (cancel, `statement_timeout`, termination); exits at once if the postmaster died.
+pub fn nap(ms: i64) {
+    // SAFETY: MyLatch is this backend's own latch; WaitLatch with a timeout returns within it.
+    unsafe {
+        let events = pg_sys::WaitLatch(
+            pg_sys::MyLatch,
+            (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
+            ms,
+            pg_sys::PG_WAIT_EXTENSION,
+        );
+        if events & pg_sys::WL_LATCH_SET as i32 != 0 {
+            pg_sys::ResetLatch(pg_sys::MyLatch);
+        }
+    }
+    pgrx::check_for_interrupts!();
 }
 
 // ---- the worker's side -------------------------------------------------------------------

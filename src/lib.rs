@@ -44,10 +44,13 @@ pub extern "C-unwind" fn _PG_init() {
             "Add aad_auth to shared_preload_libraries in postgresql.conf (shared_preload_libraries = 'aad_auth') and restart the server."
         );
     }
-    // Settings, then reserve the prefix so misspelt aad_auth.* settings are reported.
+    // Settings, then reserve the prefix so misspelt aad_auth.* settings are reported, then
+    // report the values postgresql.conf gave that PostgreSQL refused (with what sign-in does).
+    let configured = gucs::configured_values();
     gucs::init();
     // SAFETY: called once in _PG_init with a static C string.
     unsafe { pg_sys::MarkGUCPrefixReserved(c"aad_auth".as_ptr()) };
+    gucs::report_invalid(&configured);
     // Shared memory for the cluster's signing keys (loaded once it exists).
     keycache::init();
     // Shared memory for questions to the directory (Microsoft Graph).

@@ -8,6 +8,7 @@
 
 use crate::hook::{self, Connection};
 use crate::{gucs, seclabel};
+use aad_auth_core::escape::quoted;
 use pgrx::prelude::*;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 
@@ -75,26 +76,30 @@ unsafe extern "C-unwind" fn validate(
             &mut *result,
         )
     };
-    let role = role.to_string_lossy().into_owned();
     result.authorized = false;
-    let label = match seclabel::role_label(&role) {
+    // SAFETY: MyProcPort is this connection's Port during authentication.
+    let conn = unsafe { Connection::read(pg_sys::MyProcPort) };
+    let shown = quoted(role.to_bytes());
+    if !conn.transport_allowed() {
+        log!("aad_auth: OAuth sign-in refused: role={shown}: a token arrived over a connection that is neither encrypted nor from loopback (aad_auth.require_secure_transport = {}); connect with sslmode=require or stronger", gucs::secure_transport().as_str());
+        return true;
+    }
+    let label = match seclabel::role_label(role) {
         Some(Ok(label)) => label,
         Some(Err(detail)) => {
-            log!("aad_auth: OAuth sign-in refused: role \"{role}\" has an invalid pgaadauth label: {detail}");
+            log!("aad_auth: OAuth sign-in refused: role={shown} has an invalid pgaadauth label: {detail}");
             return true;
         }
         None => {
-            log!("aad_auth: OAuth sign-in refused: role \"{role}\" is not bound to a Microsoft Entra ID principal");
+            log!("aad_auth: OAuth sign-in refused: role={shown} is not bound to a Microsoft Entra ID principal");
             return true;
         }
     };
     let outcome = hook::decide(token, &label);
     if gucs::log_logins() {
-        // SAFETY: MyProcPort is this connection's Port during authentication.
-        let conn = unsafe { Connection::read(pg_sys::MyProcPort) };
         hook::audit(&conn, &label, &outcome);
     }
-    if let Some(oid) = &outcome.audit.oid {
+    if let Some(oid) = outcome.audit.oid.as_ref().or(outcome.audit.appid.as_ref()) {
         let oid = CString::new(oid.as_str()).unwrap_or_default();
         // SAFETY: a palloc'd copy in the current (authentication) memory context, as required.
         result.authn_id = unsafe { pg_sys::pstrdup(oid.as_ptr()) };

@@ -1,14 +1,21 @@
-//! The `pgaadauth` security label provider: the grammar and who may set a label.
+//! The `pgaadauth` security label provider: the grammar, and who may bind which role.
+//!
+//! Admin power never exceeds PostgreSQL's own: a caller that is not a superuser may set or
+//! remove a label only on a role it could not gain anything from (`aad_auth_core::admin`).
+//! The SQL API (`api.rs`) applies the same rule before it does its catalog work.
 
+use aad_auth_core::admin::{self, Caller, Denied, Target};
+use aad_auth_core::escape::quoted;
 use aad_auth_core::Label;
+use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
-use std::ffi::{c_char, CStr, CString};
+use std::ffi::{c_char, CStr};
 
 /// The provider name Azure uses, so labels written there read the same here.
 pub const PROVIDER: &CStr = c"pgaadauth";
 
 /// The role that marks aad_auth admins (created by the extension if missing), as on Azure.
-pub const ADMIN_ROLE: &str = "azure_pg_admin";
+pub const ADMIN_ROLE: &CStr = c"azure_pg_admin";
 
 /// Registers the provider; called once from `_PG_init`.
 pub fn init() {
@@ -24,9 +31,8 @@ fn role_address(role: pg_sys::Oid) -> pg_sys::ObjectAddress {
     }
 }
 
-/// The role's oid, if it exists.
-pub fn role_oid(name: &str) -> Option<pg_sys::Oid> {
-    let name = CString::new(name).ok()?;
+/// The role's oid, if it exists: looked up by its exact bytes.
+pub fn role_oid(name: &CStr) -> Option<pg_sys::Oid> {
     // SAFETY: name is NUL-terminated; missing_ok = true makes a missing role return InvalidOid.
     let oid = unsafe { pg_sys::get_role_oid(name.as_ptr(), true) };
     (oid != pg_sys::InvalidOid).then_some(oid)
@@ -47,11 +53,11 @@ pub fn label_text(role: pg_sys::Oid) -> Option<String> {
 
 /// The parsed label of the role named `name`: `None` for an ordinary (or missing) role,
 /// `Some(Err)` for a label that does not parse.
-pub fn role_label(name: &str) -> Option<Result<Label, String>> {
+pub fn role_label(name: &CStr) -> Option<Result<Label, String>> {
     let text = label_text(role_oid(name)?)?;
     Some(
         text.parse::<Label>()
-            .map_err(|e| format!("label \"{text}\": {e}")),
+            .map_err(|e| format!("label {}: {e}", quoted(text.as_bytes()))),
     )
 }
 
@@ -68,6 +74,91 @@ pub fn is_admin(role: pg_sys::Oid) -> bool {
 pub fn is_superuser(role: pg_sys::Oid) -> bool {
     // SAFETY: catalog look-up on a valid oid.
     unsafe { pg_sys::superuser_arg(role) }
+}
+
+/// A role the target is a member of (directly or not, inherited or not) whose privileges the
+/// caller does not have: taking the target over would give the caller more than it has.
+fn role_caller_lacks(caller: pg_sys::Oid, target: pg_sys::Oid) -> Option<String> {
+    Spi::get_one_with_args::<String>(
+        "SELECT r.rolname::text FROM pg_catalog.pg_roles r \
+         WHERE r.oid <> $1 AND pg_catalog.pg_has_role($1, r.oid, 'MEMBER') \
+         AND NOT pg_catalog.pg_has_role($2, r.oid, 'USAGE') \
+         ORDER BY r.rolname LIMIT 1",
+        &[target.into(), caller.into()],
+    )
+    .ok()
+    .flatten()
+}
+
+/// Whether PostgreSQL itself would let `caller` set `target`'s password: itself; on 16 and
+/// later, CREATEROLE with ADMIN OPTION on the target. (Superusers are decided before this.)
+/// On 15 CREATEROLE reaches every non-superuser role, so only a role itself counts there.
+fn may_set_password(caller: pg_sys::Oid, target: pg_sys::Oid) -> bool {
+    if caller == target {
+        return true;
+    }
+    #[cfg(feature = "pg15")]
+    {
+        false
+    }
+    #[cfg(not(feature = "pg15"))]
+    // SAFETY: catalog look-ups on valid oids.
+    unsafe {
+        pg_sys::has_createrole_privilege(caller) && pg_sys::is_admin_of_role(caller, target)
+    }
+}
+
+/// Whether `caller` may rebind, drop, label or unlabel `target` (see `aad_auth_core::admin`).
+pub fn may_manage(caller: pg_sys::Oid, target: pg_sys::Oid) -> Result<(), Denied> {
+    if is_superuser(caller) {
+        return Ok(());
+    }
+    // SAFETY: catalog look-ups on valid oids.
+    let (caller_facts, mut target_facts) = unsafe {
+        (
+            Caller {
+                superuser: false,
+                replication: pg_sys::has_rolreplication(caller),
+                bypassrls: pg_sys::has_bypassrls_privilege(caller),
+                may_set_password: may_set_password(caller, target),
+            },
+            Target {
+                superuser: is_superuser(target),
+                replication: pg_sys::has_rolreplication(target),
+                bypassrls: pg_sys::has_bypassrls_privilege(target),
+                principal: label_text(target).is_some(),
+                role_caller_lacks: None,
+            },
+        )
+    };
+    if !target_facts.superuser {
+        target_facts.role_caller_lacks = role_caller_lacks(caller, target);
+    }
+    admin::may_manage(&caller_facts, &target_facts)
+}
+
+/// Raises the 42501 error for a refused [`may_manage`].
+pub fn refuse_manage(name: &[u8], denied: &Denied) -> ! {
+    ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        format!("permission denied to manage role {}", quoted(name)),
+        "aad_auth",
+    )
+    .set_detail(denied.detail(name))
+    .report(PgLogLevel::ERROR);
+    unreachable!("ereport(ERROR) returned")
+}
+
+/// The role's name, as its bytes.
+fn role_name(role: pg_sys::Oid) -> Vec<u8> {
+    // SAFETY: noerr = true returns null for a missing role; otherwise a palloc'd C string.
+    let name = unsafe { pg_sys::GetUserNameFromId(role, true) };
+    if name.is_null() {
+        format!("{}", role.to_u32()).into_bytes()
+    } else {
+        // SAFETY: non-null and NUL-terminated.
+        unsafe { CStr::from_ptr(name) }.to_bytes().to_vec()
+    }
 }
 
 #[pg_guard]
@@ -94,13 +185,8 @@ unsafe extern "C-unwind" fn check_label(
             "Only a superuser or a Microsoft Entra ID admin (a member of azure_pg_admin) may bind roles to Entra ID principals."
         );
     }
-    if is_superuser(object.objectId) && !is_superuser(caller) {
-        ereport!(
-            ERROR,
-            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-            "permission denied to set or remove a pgaadauth label on a superuser role",
-            "Only a superuser may bind a superuser role to an Entra ID principal."
-        );
+    if let Err(denied) = may_manage(caller, object.objectId) {
+        refuse_manage(&role_name(object.objectId), &denied);
     }
     if seclabel.is_null() {
         return; // removing the label

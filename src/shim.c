@@ -6,6 +6,8 @@
  */
 #include "postgres.h"
 
+#include <netinet/in.h>
+#include <string.h>
 #include <sys/socket.h>
 
 #include "libpq/auth.h"
@@ -14,6 +16,9 @@
 #include "libpq/libpq-be.h"
 #include "libpq/pqformat.h"
 #include "miscadmin.h"
+#include "postmaster/postmaster.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
 #include "storage/ipc.h"
 
 /* PostgreSQL's own bound on a password message (auth.c). */
@@ -28,13 +33,18 @@ typedef struct AadPortInfo
 	int			is_unix_socket;
 	int			method;			/* AAD_METHOD_* */
 	int			hba_line;
+	int			encrypted;		/* SSL or GSS encryption in use */
+	int			addr_family;	/* 4, 6, or 0 when not an IP address */
+	unsigned char addr[16];		/* the client's address, network order */
 } AadPortInfo;
 
 enum
 {
 	AAD_METHOD_OTHER = 0,
 	AAD_METHOD_TRUST = 1,
-	AAD_METHOD_PASSWORD = 2,	/* password, md5, scram-sha-256 */
+	/* a password checked by the server or by another service: password, md5, scram-sha-256,
+	 * ldap, pam, radius, bsd */
+	AAD_METHOD_PASSWORD = 2,
 };
 
 void
@@ -46,6 +56,27 @@ aad_auth_port_info(Port *port, AadPortInfo *out)
 	out->is_unix_socket = port->raddr.addr.ss_family == AF_UNIX;
 	out->method = AAD_METHOD_OTHER;
 	out->hba_line = 0;
+	out->encrypted = port->ssl_in_use;
+#ifdef ENABLE_GSS
+	if (be_gssapi_get_enc(port))
+		out->encrypted = 1;
+#endif
+	out->addr_family = 0;
+	memset(out->addr, 0, sizeof(out->addr));
+	if (port->raddr.addr.ss_family == AF_INET)
+	{
+		const struct sockaddr_in *in4 = (const struct sockaddr_in *) &port->raddr.addr;
+
+		out->addr_family = 4;
+		memcpy(out->addr, &in4->sin_addr, 4);
+	}
+	else if (port->raddr.addr.ss_family == AF_INET6)
+	{
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *) &port->raddr.addr;
+
+		out->addr_family = 6;
+		memcpy(out->addr, &in6->sin6_addr, 16);
+	}
 	if (port->hba != NULL)
 	{
 		UserAuth	m = port->hba->auth_method;
@@ -53,7 +84,8 @@ aad_auth_port_info(Port *port, AadPortInfo *out)
 		out->hba_line = port->hba->linenumber;
 		if (m == uaTrust)
 			out->method = AAD_METHOD_TRUST;
-		else if (m == uaPassword || m == uaMD5 || m == uaSCRAM)
+		else if (m == uaPassword || m == uaMD5 || m == uaSCRAM || m == uaLDAP ||
+				 m == uaPAM || m == uaRADIUS || m == uaBSD)
 			out->method = AAD_METHOD_PASSWORD;
 		/* a local line is never governed, whatever the socket */
 		if (port->hba->conntype == ctLocal)
@@ -95,6 +127,39 @@ aad_auth_recv_password(Port *port, int *len)
 				 errmsg("invalid password packet size")));
 	*len = buf.len - 1;
 	return buf.data;
+}
+
+/*
+ * Records who signed in: the session's authenticated identity (SYSTEM_USER on 16+, and the
+ * "connection authenticated" line of log_connections).
+ */
+void
+aad_auth_set_identity(Port *port, const char *id)
+{
+#if PG_VERSION_NUM >= 180000
+	set_authn_id(port, id);
+#else
+	/* auth.c's set_authn_id is static before 18: the same steps. */
+	const char *stored;
+
+#if PG_VERSION_NUM >= 160000
+	if (MyClientConnectionInfo.authn_id != NULL)
+		return;
+	MyClientConnectionInfo.authn_id = MemoryContextStrdup(TopMemoryContext, id);
+	MyClientConnectionInfo.auth_method = port->hba->auth_method;
+	stored = MyClientConnectionInfo.authn_id;
+#else
+	if (port->authn_id != NULL)
+		return;
+	port->authn_id = MemoryContextStrdup(TopMemoryContext, id);
+	stored = port->authn_id;
+#endif
+	if (Log_connections)
+		ereport(LOG,
+				errmsg("connection authenticated: identity=\"%s\" method=%s (%s:%d)",
+					   stored, hba_authname(port->hba->auth_method), HbaFileName,
+					   port->hba->linenumber));
+#endif
 }
 
 /*
