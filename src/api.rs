@@ -201,6 +201,7 @@ fn ensure_may_manage(caller: pg_sys::Oid, role: pg_sys::Oid, name: &str) {
 /// Creates a LOGIN role bound to the Entra object `objectId` of type `objectType`
 /// (`user`, `group` or `service`).
 #[pg_extern]
+#[search_path(pg_catalog, pg_temp)]
 fn pgaadauth_create_principal_with_oid(
     rolename: Option<&str>,
     objectid: Option<&str>,
@@ -248,6 +249,7 @@ fn create(name: &str, label: &Label) -> String {
 /// Creates a role by Entra name: a user's UPN, or a group's or service principal's display
 /// name (unique in the tenant), resolved through Microsoft Graph when a directory is configured.
 #[pg_extern]
+#[search_path(pg_catalog, pg_temp)]
 fn pgaadauth_create_principal(
     rolename: Option<&str>,
     isadmin: Option<bool>,
@@ -290,6 +292,7 @@ fn pgaadauth_create_principal(
 
 /// Rebinds an existing role to another Entra object, keeping its grants.
 #[pg_extern]
+#[search_path(pg_catalog, pg_temp)]
 fn pgaadauth_update_principal_with_oid(
     rolename: Option<&str>,
     objectid: Option<&str>,
@@ -324,6 +327,7 @@ fn pgaadauth_update_principal_with_oid(
 
 /// Drops a role bound to an Entra object; ordinary roles are refused.
 #[pg_extern]
+#[search_path(pg_catalog, pg_temp)]
 fn pgaadauth_drop_principal(rolename: Option<&str>) -> String {
     let caller = require_admin("pgaadauth_drop_principal");
     let name = required(rolename, "roleName");
@@ -347,6 +351,7 @@ fn pgaadauth_drop_principal(rolename: Option<&str>) -> String {
 /// `pgaadauth_list_principals` wraps this with Azure's column types.
 #[allow(clippy::type_complexity)]
 #[pg_extern]
+#[search_path(pg_catalog, pg_temp)]
 fn aad_auth_principals(
     isadminvalue: Option<bool>,
 ) -> TableIterator<

@@ -90,7 +90,8 @@ pub fn configured_values() -> Vec<(&'static CStr, CString)> {
 pub fn report_invalid(configured: &[(&'static CStr, CString)]) {
     for (name, value) in configured {
         // SAFETY: a dry run (changeVal = false) of PostgreSQL's own parsing and our check hooks;
-        // its own report goes to DEBUG5, ours follows.
+        // its own report goes to DEBUG5, ours follows. A dry run answers -1 for a good value
+        // and 0 for a bad one.
         let valid = unsafe {
             pg_sys::set_config_option(
                 name.as_ptr(),
@@ -102,7 +103,7 @@ pub fn report_invalid(configured: &[(&'static CStr, CString)]) {
                 pg_sys::DEBUG5 as i32,
                 false,
             )
-        } > 0;
+        } != 0;
         if !valid {
             let meanwhile = MEANWHILE
                 .iter()

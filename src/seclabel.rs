@@ -78,10 +78,11 @@ pub fn is_superuser(role: pg_sys::Oid) -> bool {
 
 /// A role the target is a member of (directly or not, inherited or not) whose privileges the
 /// caller does not have: taking the target over would give the caller more than it has.
+/// (Runs in the caller's session, with its search_path: every name is schema-qualified.)
 fn role_caller_lacks(caller: pg_sys::Oid, target: pg_sys::Oid) -> Option<String> {
     Spi::get_one_with_args::<String>(
         "SELECT r.rolname::text FROM pg_catalog.pg_roles r \
-         WHERE r.oid <> $1 AND pg_catalog.pg_has_role($1, r.oid, 'MEMBER') \
+         WHERE r.oid OPERATOR(pg_catalog.<>) $1 AND pg_catalog.pg_has_role($1, r.oid, 'MEMBER') \
          AND NOT pg_catalog.pg_has_role($2, r.oid, 'USAGE') \
          ORDER BY r.rolname LIMIT 1",
         &[target.into(), caller.into()],
@@ -90,22 +91,16 @@ fn role_caller_lacks(caller: pg_sys::Oid, target: pg_sys::Oid) -> Option<String>
     .flatten()
 }
 
-/// Whether PostgreSQL itself would let `caller` set `target`'s password: itself; on 16 and
-/// later, CREATEROLE with ADMIN OPTION on the target. (Superusers are decided before this.)
-/// On 15 CREATEROLE reaches every non-superuser role, so only a role itself counts there.
+/// Whether PostgreSQL itself would let `caller` set `target`'s password, in the rule of 16 and
+/// later: itself, or CREATEROLE with ADMIN OPTION on the target. (Superusers are decided before
+/// this.) On 15 the same rule applies, narrower than 15's own CREATEROLE, which reaches every
+/// non-superuser role.
 fn may_set_password(caller: pg_sys::Oid, target: pg_sys::Oid) -> bool {
-    if caller == target {
-        return true;
-    }
-    #[cfg(feature = "pg15")]
-    {
-        false
-    }
-    #[cfg(not(feature = "pg15"))]
     // SAFETY: catalog look-ups on valid oids.
-    unsafe {
-        pg_sys::has_createrole_privilege(caller) && pg_sys::is_admin_of_role(caller, target)
-    }
+    caller == target
+        || unsafe {
+            pg_sys::has_createrole_privilege(caller) && pg_sys::is_admin_of_role(caller, target)
+        }
 }
 
 /// Whether `caller` may rebind, drop, label or unlabel `target` (see `aad_auth_core::admin`).

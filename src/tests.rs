@@ -459,7 +459,7 @@ fn update_refuses_bad_object_id() {
     update("upd_badoid", "123", "user", false, false);
 }
 
-#[pg_test(error = "permission denied to manage superuser role \"su_sam\"")]
+#[pg_test(error = "permission denied to manage role \"su_sam\"")]
 fn update_refuses_superuser_target_for_non_superuser_admin() {
     run("CREATE ROLE su_sam SUPERUSER");
     make_admin("upd_admin_al");
@@ -551,7 +551,7 @@ fn drop_role_owning_objects_says_what_it_owns() {
     assert!(label_of("drop_owns").is_some());
 }
 
-#[pg_test(error = "permission denied to manage superuser role \"su_drop\"")]
+#[pg_test(error = "permission denied to manage role \"su_drop\"")]
 fn drop_refuses_superuser_target_for_non_superuser_admin() {
     run("CREATE ROLE su_drop SUPERUSER");
     run(&format!(

@@ -10,9 +10,9 @@ pub struct Caller {
     pub superuser: bool,
     pub replication: bool,
     pub bypassrls: bool,
-    /// PostgreSQL itself would let the caller set the target's password (on 15: CREATEROLE,
-    /// for a role that is not a superuser; on 16+: CREATEROLE with ADMIN OPTION on it; or the
-    /// target is the caller).
+    /// PostgreSQL itself would let the caller set the target's password, in 16's rule (which
+    /// aad_auth applies on 15 too): CREATEROLE with ADMIN OPTION on it, or the target is the
+    /// caller.
     pub may_set_password: bool,
 }
 
@@ -52,7 +52,7 @@ impl Denied {
                 quoted(other.as_bytes())
             ),
             Denied::NotPrincipal => format!(
-                "Role {role} is not a Microsoft Entra ID principal; binding it is for a role that may set its password (a superuser; on PostgreSQL 16 and later, CREATEROLE with ADMIN OPTION on it)."
+                "Role {role} is not a Microsoft Entra ID principal; binding it is for a role that may set its password (a superuser, or a CREATEROLE role with ADMIN OPTION on it)."
             ),
         }
     }
