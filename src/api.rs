@@ -77,7 +77,7 @@ fn parse_label(objectid: &str, objecttype: &str, admin: bool, mfa: bool) -> Labe
     let oid = objectid.trim().parse::<Guid>().unwrap_or_else(|_| {
         fail(
             PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-            format!("objectId \"{objectid}\" is not an Entra ID object id"),
+            format!("objectId {} is not an Entra ID object id", quoted(objectid.as_bytes())),
             "An object id is a GUID such as 00000000-0000-0000-0000-000000000000 (see the object's Overview page in the Entra admin center).",
         )
     });
@@ -87,7 +87,10 @@ fn parse_label(objectid: &str, objecttype: &str, admin: bool, mfa: bool) -> Labe
         .unwrap_or_else(|e| {
             fail(
                 PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-                format!("objectType: {e}"),
+                format!(
+                    "objectType: {}",
+                    aad_auth_core::escape::one_line(&e.to_string())
+                ),
                 "",
             )
         });
@@ -191,6 +194,19 @@ fn existing_role(name: &str) -> pg_sys::Oid {
     })
 }
 
+/// Refuses to make `name` an admin (CREATEROLE, CREATEDB, azure_pg_admin) for a caller that
+/// lacks CREATEROLE or CREATEDB itself.
+fn ensure_may_grant_admin(name: &str, label: &Label) {
+    if !label.admin {
+        return;
+    }
+    // SAFETY: inside a function call, GetUserId is the invoking role.
+    let caller = unsafe { pg_sys::GetUserId() };
+    if let Err(denied) = seclabel::may_grant_admin(&seclabel::caller_facts(caller)) {
+        seclabel::refuse_manage(name.as_bytes(), &denied);
+    }
+}
+
 /// Refuses unless `caller` may manage `role` (`seclabel::may_manage`).
 fn ensure_may_manage(caller: pg_sys::Oid, role: pg_sys::Oid, name: &str) {
     if let Err(denied) = seclabel::may_manage(caller, role) {
@@ -235,6 +251,7 @@ fn ensure_new(name: &str) {
 /// Creates the LOGIN role `name` bound by `label`.
 fn create(name: &str, label: &Label) -> String {
     ensure_new(name);
+    ensure_may_grant_admin(name, label);
     as_superuser(|| {
         run(&format!("CREATE ROLE {} LOGIN", quote_identifier(name)));
         set_label(name, label);
@@ -284,7 +301,11 @@ fn pgaadauth_create_principal(
         ),
         Err(why) => fail(
             PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
-            format!("could not resolve \"{name}\" in Microsoft Entra ID: {why}"),
+            format!(
+                "could not resolve {} in Microsoft Entra ID: {}",
+                quoted(name.as_bytes()),
+                aad_auth_core::escape::one_line(&why)
+            ),
             "Use pgaadauth_create_principal_with_oid with the object id.",
         ),
     }
@@ -310,6 +331,7 @@ fn pgaadauth_update_principal_with_oid(
     );
     let role = existing_role(name);
     ensure_may_manage(caller, role, name);
+    ensure_may_grant_admin(name, &label);
     let was_admin = seclabel::label_text(role)
         .and_then(|t| t.parse::<Label>().ok())
         .is_some_and(|l| l.admin);

@@ -1,6 +1,6 @@
 //! The HTTP client the background worker uses (and only it): https verified against the
-//! system's certificate store, plain http only to loopback addresses, no redirects, bounded in
-//! time and in the size of what it reads.
+//! system's certificate store, plain http only to loopback addresses, no redirects, no proxy,
+//! bounded in time and in the size of what it reads.
 
 use std::time::Duration;
 
@@ -23,6 +23,9 @@ pub fn agent() -> ureq::Agent {
         .timeout_connect(Some(CONNECT_TIMEOUT))
         .timeout_global(Some(REQUEST_TIMEOUT))
         .max_redirects(0)
+        // Never a proxy from the environment (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY): it would
+        // carry loopback requests elsewhere and let whoever runs it serve the signing keys.
+        .proxy(None)
         .http_status_as_error(false)
         .tls_config(tls)
         .user_agent("aad_auth")

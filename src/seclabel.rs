@@ -4,6 +4,7 @@
 //! remove a label only on a role it could not gain anything from (`aad_auth_core::admin`).
 //! The SQL API (`api.rs`) applies the same rule before it does its catalog work.
 
+pub use aad_auth_core::admin::may_grant_admin;
 use aad_auth_core::admin::{self, Caller, Denied, Target};
 use aad_auth_core::escape::quoted;
 use aad_auth_core::Label;
@@ -61,13 +62,16 @@ pub fn role_label(name: &CStr) -> Option<Result<Label, String>> {
     )
 }
 
-/// Whether `role` may manage Entra ID principals: a superuser, or a member (with its
-/// privileges) of `azure_pg_admin`.
+/// Whether `role` may manage Entra ID principals: a superuser, or — in a database where the
+/// extension is created — a member (with its privileges) of `azure_pg_admin`. Before
+/// CREATE EXTENSION has checked (or made) `azure_pg_admin`, a role of that name that someone
+/// else created confers nothing.
 pub fn is_admin(role: pg_sys::Oid) -> bool {
-    // SAFETY: plain catalog look-ups on valid oids.
+    // SAFETY: plain catalog look-ups on valid oids and a static name.
     unsafe {
         pg_sys::superuser_arg(role)
-            || role_oid(ADMIN_ROLE).is_some_and(|admin| pg_sys::has_privs_of_role(role, admin))
+            || (pg_sys::get_extension_oid(c"aad_auth".as_ptr(), true) != pg_sys::InvalidOid
+                && role_oid(ADMIN_ROLE).is_some_and(|admin| pg_sys::has_privs_of_role(role, admin)))
     }
 }
 
@@ -84,7 +88,7 @@ fn role_caller_lacks(caller: pg_sys::Oid, target: pg_sys::Oid) -> Option<String>
         "SELECT r.rolname::text FROM pg_catalog.pg_roles r \
          WHERE r.oid OPERATOR(pg_catalog.<>) $1 AND pg_catalog.pg_has_role($1, r.oid, 'MEMBER') \
          AND NOT pg_catalog.pg_has_role($2, r.oid, 'USAGE') \
-         ORDER BY r.rolname LIMIT 1",
+         ORDER BY r.rolsuper DESC, r.rolname LIMIT 1",
         &[target.into(), caller.into()],
     )
     .ok()
@@ -103,28 +107,48 @@ fn may_set_password(caller: pg_sys::Oid, target: pg_sys::Oid) -> bool {
         }
 }
 
+/// What the admin rules need to know about `caller`.
+pub fn caller_facts(caller: pg_sys::Oid) -> Caller {
+    // SAFETY: catalog look-ups on a valid oid.
+    unsafe {
+        Caller {
+            superuser: is_superuser(caller),
+            replication: pg_sys::has_rolreplication(caller),
+            bypassrls: pg_sys::has_bypassrls_privilege(caller),
+            createrole: pg_sys::has_createrole_privilege(caller),
+            createdb: has_createdb(caller),
+            may_set_password: false,
+        }
+    }
+}
+
+/// CREATEDB (rolcreatedb) of `role`.
+fn has_createdb(role: pg_sys::Oid) -> bool {
+    Spi::get_one_with_args::<bool>(
+        "SELECT r.rolcreatedb FROM pg_catalog.pg_roles r WHERE r.oid OPERATOR(pg_catalog.=) $1",
+        &[role.into()],
+    )
+    .ok()
+    .flatten()
+    .unwrap_or(false)
+}
+
 /// Whether `caller` may rebind, drop, label or unlabel `target` (see `aad_auth_core::admin`).
 pub fn may_manage(caller: pg_sys::Oid, target: pg_sys::Oid) -> Result<(), Denied> {
     if is_superuser(caller) {
         return Ok(());
     }
+    let mut caller_facts = caller_facts(caller);
+    caller_facts.may_set_password = may_set_password(caller, target);
     // SAFETY: catalog look-ups on valid oids.
-    let (caller_facts, mut target_facts) = unsafe {
-        (
-            Caller {
-                superuser: false,
-                replication: pg_sys::has_rolreplication(caller),
-                bypassrls: pg_sys::has_bypassrls_privilege(caller),
-                may_set_password: may_set_password(caller, target),
-            },
-            Target {
-                superuser: is_superuser(target),
-                replication: pg_sys::has_rolreplication(target),
-                bypassrls: pg_sys::has_bypassrls_privilege(target),
-                principal: label_text(target).is_some(),
-                role_caller_lacks: None,
-            },
-        )
+    let mut target_facts = unsafe {
+        Target {
+            superuser: is_superuser(target),
+            replication: pg_sys::has_rolreplication(target),
+            bypassrls: pg_sys::has_bypassrls_privilege(target),
+            principal: label_text(target).is_some(),
+            role_caller_lacks: None,
+        }
     };
     if !target_facts.superuser {
         target_facts.role_caller_lacks = role_caller_lacks(caller, target);
@@ -188,11 +212,22 @@ unsafe extern "C-unwind" fn check_label(
     }
     // SAFETY: a non-null label is a NUL-terminated string.
     let text = unsafe { CStr::from_ptr(seclabel) }.to_string_lossy();
-    if let Err(e) = text.parse::<Label>() {
-        ereport!(
-            ERROR,
-            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-            format!("invalid pgaadauth label: {e}")
-        );
+    match text.parse::<Label>() {
+        Err(e) => {
+            ereport!(
+                ERROR,
+                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                format!(
+                    "invalid pgaadauth label: {}",
+                    aad_auth_core::escape::one_line(&e.to_string())
+                )
+            );
+        }
+        Ok(label) if label.admin => {
+            if let Err(denied) = may_grant_admin(&caller_facts(caller)) {
+                refuse_manage(&role_name(object.objectId), &denied);
+            }
+        }
+        Ok(_) => {}
     }
 }

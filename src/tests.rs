@@ -124,7 +124,7 @@ fn error_of(sql: &str) -> (String, String, String) {
 /// with CREATEROLE (what `isAdmin` gives a principal).
 fn make_admin(name: &str) {
     let role = quote_identifier(name);
-    run(&format!("CREATE ROLE {role} NOLOGIN CREATEROLE"));
+    run(&format!("CREATE ROLE {role} NOLOGIN CREATEROLE CREATEDB"));
     run(&format!("GRANT azure_pg_admin TO {role}"));
 }
 
@@ -544,7 +544,7 @@ fn drop_role_owning_objects_says_what_it_owns() {
     let (message, detail, _) = error_of("SELECT pgaadauth_drop_principal('drop_owns')");
     assert!(message.contains("depend on it"), "message: {message}");
     assert!(
-        detail.contains("owner of table drop_owns_table"),
+        detail.contains("owner of table public.drop_owns_table"),
         "detail: {detail}"
     );
     assert!(role_exists("drop_owns"));
@@ -1025,4 +1025,153 @@ fn guc_durations_take_units() {
         message.contains("invalid value for parameter"),
         "message: {message}"
     );
+}
+
+// ---- admin power never exceeds PostgreSQL's own (issue #10) --------------------------------
+
+#[pg_test(error = "permission denied to manage role \"adm_repl_t\"")]
+fn update_refuses_replication_target_for_admin() {
+    run("CREATE ROLE adm_repl_t LOGIN REPLICATION");
+    run(&format!(
+        "SECURITY LABEL FOR pgaadauth ON ROLE adm_repl_t IS 'aadauth,oid={OID},type=user'"
+    ));
+    make_admin("adm_repl_admin");
+    set_role("adm_repl_admin");
+    update("adm_repl_t", OID, "user", false, false);
+}
+
+#[pg_test(error = "permission denied to manage role \"adm_bypass_t\"")]
+fn drop_refuses_bypassrls_target_for_admin() {
+    run("CREATE ROLE adm_bypass_t LOGIN BYPASSRLS");
+    run(&format!(
+        "SECURITY LABEL FOR pgaadauth ON ROLE adm_bypass_t IS 'aadauth,oid={OID},type=user'"
+    ));
+    make_admin("adm_bypass_admin");
+    set_role("adm_bypass_admin");
+    drop_principal("adm_bypass_t");
+}
+
+#[pg_test(error = "permission denied to manage role \"adm_member_t\"")]
+fn update_refuses_member_of_a_role_the_admin_lacks() {
+    create("adm_member_t", OID, "user", false, false);
+    run("GRANT pg_execute_server_program TO adm_member_t");
+    make_admin("adm_member_admin");
+    set_role("adm_member_admin");
+    update("adm_member_t", OID, "user", false, false);
+}
+
+#[pg_test(error = "permission denied to manage role \"adm_plain_t\"")]
+fn update_refuses_unlabelled_role_for_admin_without_admin_option() {
+    run("CREATE ROLE adm_plain_t LOGIN");
+    make_admin("adm_plain_admin");
+    set_role("adm_plain_admin");
+    update("adm_plain_t", OID, "user", false, false);
+}
+
+#[pg_test]
+fn update_binds_unlabelled_role_for_admin_with_admin_option() {
+    run("CREATE ROLE adm_opt_t LOGIN PASSWORD 'secret-pw'");
+    make_admin("adm_opt_admin");
+    run("GRANT adm_opt_t TO adm_opt_admin WITH ADMIN OPTION");
+    set_role("adm_opt_admin");
+    assert_eq!(
+        update("adm_opt_t", OID, "user", false, false),
+        "Updated role for \"adm_opt_t\""
+    );
+    run("RESET ROLE");
+    // bound roles sign in with tokens only: the stored password is gone
+    assert!(boolean(
+        "SELECT rolpassword IS NULL FROM pg_catalog.pg_authid WHERE rolname = 'adm_opt_t'"
+    ));
+}
+
+#[pg_test]
+fn admin_manages_an_ordinary_entra_principal() {
+    create("adm_ok_t", OID, "user", false, false);
+    make_admin("adm_ok_admin");
+    set_role("adm_ok_admin");
+    assert_eq!(
+        update("adm_ok_t", OID_UPPER, "user", false, true),
+        "Updated role for \"adm_ok_t\""
+    );
+    assert_eq!(drop_principal("adm_ok_t"), "Dropped role for \"adm_ok_t\"");
+}
+
+#[pg_test(error = "permission denied to manage role \"adm_self\"")]
+fn admin_without_createrole_cannot_make_itself_admin() {
+    run("CREATE ROLE adm_self LOGIN");
+    run("GRANT azure_pg_admin TO adm_self");
+    run(&format!(
+        "SECURITY LABEL FOR pgaadauth ON ROLE adm_self IS 'aadauth,oid={OID},type=user'"
+    ));
+    set_role("adm_self");
+    update("adm_self", OID, "user", true, false);
+}
+
+#[pg_test(error = "permission denied to manage role \"adm_new_admin\"")]
+fn admin_without_createrole_cannot_create_admins() {
+    run("CREATE ROLE adm_weak LOGIN");
+    run("GRANT azure_pg_admin TO adm_weak");
+    set_role("adm_weak");
+    create("adm_new_admin", OID, "user", true, false);
+}
+
+#[pg_test(error = "permission denied to manage role \"adm_lbl_t\"")]
+fn direct_label_on_a_member_of_a_superuser_role_refused_for_admin() {
+    run("CREATE ROLE adm_lbl_t LOGIN");
+    run("GRANT postgres TO adm_lbl_t");
+    make_admin("adm_lbl_admin");
+    // PostgreSQL 16+ lets SECURITY LABEL through only with ADMIN OPTION; without membership
+    // (INHERIT FALSE, SET FALSE) the admin has none of the target's privileges. On 15
+    // CREATEROLE is enough for PostgreSQL's own check.
+    if !cfg!(feature = "pg15") {
+        run("GRANT adm_lbl_t TO adm_lbl_admin WITH ADMIN OPTION, INHERIT FALSE, SET FALSE");
+    }
+    set_role("adm_lbl_admin");
+    run(&format!(
+        "SECURITY LABEL FOR pgaadauth ON ROLE adm_lbl_t IS 'aadauth,oid={OID},type=user'"
+    ));
+}
+
+#[pg_test]
+fn create_and_update_clear_the_password() {
+    create("pw_cleared", OID, "user", false, false);
+    run("ALTER ROLE pw_cleared PASSWORD 'set-later'");
+    update("pw_cleared", OID_UPPER, "user", false, false);
+    assert!(boolean(
+        "SELECT rolpassword IS NULL FROM pg_catalog.pg_authid WHERE rolname = 'pw_cleared'"
+    ));
+}
+
+fn validates(name: &str, value: &str) -> bool {
+    boolean(&format!(
+        "SELECT tests.aad_validate_setting({}, {})",
+        lit(name),
+        lit(value)
+    ))
+}
+
+#[pg_test]
+fn transport_and_failure_delay_settings_validate() {
+    for ok in ["on", "strict", "off"] {
+        assert!(validates("aad_auth.require_secure_transport", ok));
+    }
+    assert!(validates("aad_auth.failure_delay", "2s"));
+    assert!(validates("aad_auth.failure_delay", "10000"));
+    assert!(validates("aad_auth.jwks_uri", "http://127.0.0.1:8080/keys"));
+}
+
+#[pg_test(error = "10001 ms is outside the valid range for parameter \"aad_auth.failure_delay\" (0 .. 10000)")]
+fn failure_delay_is_at_most_ten_seconds() {
+    validates("aad_auth.failure_delay", "10001ms");
+}
+
+#[pg_test(error = "invalid value for parameter \"aad_auth.require_secure_transport\": \"maybe\"")]
+fn require_secure_transport_refuses_other_values() {
+    validates("aad_auth.require_secure_transport", "maybe");
+}
+
+#[pg_test(error = "invalid value for parameter \"aad_auth.jwks_uri\": \"http://127.0.0.1@evil.example/\"")]
+fn jwks_uri_refuses_userinfo() {
+    validates("aad_auth.jwks_uri", "http://127.0.0.1@evil.example/");
 }

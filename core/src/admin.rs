@@ -10,6 +10,8 @@ pub struct Caller {
     pub superuser: bool,
     pub replication: bool,
     pub bypassrls: bool,
+    pub createrole: bool,
+    pub createdb: bool,
     /// PostgreSQL itself would let the caller set the target's password, in 16's rule (which
     /// aad_auth applies on 15 too): CREATEROLE with ADMIN OPTION on it, or the target is the
     /// caller.
@@ -36,6 +38,8 @@ pub enum Denied {
     Attribute(&'static str),
     Privileges(String),
     NotPrincipal,
+    /// Making a role an admin gives it CREATEROLE and CREATEDB, which the caller lacks.
+    GrantAdmin,
 }
 
 impl Denied {
@@ -53,6 +57,9 @@ impl Denied {
             ),
             Denied::NotPrincipal => format!(
                 "Role {role} is not a Microsoft Entra ID principal; binding it is for a role that may set its password (a superuser, or a CREATEROLE role with ADMIN OPTION on it)."
+            ),
+            Denied::GrantAdmin => format!(
+                "Making role {role} a Microsoft Entra ID admin gives it CREATEROLE and CREATEDB, which you do not have."
             ),
         }
     }
@@ -79,6 +86,16 @@ pub fn may_manage(caller: &Caller, target: &Target) -> Result<(), Denied> {
         return Err(Denied::NotPrincipal);
     }
     Ok(())
+}
+
+/// Whether `caller` may make a role an Entra ID admin (isAdmin, or a label with `admin`):
+/// that gives the role CREATEROLE and CREATEDB, so the caller must have both itself.
+pub fn may_grant_admin(caller: &Caller) -> Result<(), Denied> {
+    if caller.superuser || (caller.createrole && caller.createdb) {
+        Ok(())
+    } else {
+        Err(Denied::GrantAdmin)
+    }
 }
 
 #[cfg(test)]
@@ -174,6 +191,32 @@ mod tests {
             ..Caller::default()
         };
         assert_eq!(may_manage(&createrole, &plain), Ok(()));
+    }
+
+    #[test]
+    fn making_an_admin_needs_createrole_and_createdb() {
+        assert_eq!(may_grant_admin(&admin()), Err(Denied::GrantAdmin));
+        let half = Caller {
+            createrole: true,
+            ..Caller::default()
+        };
+        assert_eq!(may_grant_admin(&half), Err(Denied::GrantAdmin));
+        let half = Caller {
+            createdb: true,
+            ..Caller::default()
+        };
+        assert_eq!(may_grant_admin(&half), Err(Denied::GrantAdmin));
+        let entra_admin = Caller {
+            createrole: true,
+            createdb: true,
+            ..Caller::default()
+        };
+        assert_eq!(may_grant_admin(&entra_admin), Ok(()));
+        let su = Caller {
+            superuser: true,
+            ..Caller::default()
+        };
+        assert_eq!(may_grant_admin(&su), Ok(()));
     }
 
     #[test]

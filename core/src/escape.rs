@@ -2,8 +2,9 @@
 //! role, database, host or claim, the quoted form can neither end its field nor start a line.
 
 /// `text` between double quotes, escaped: `"` → `\"`, `\` → `\\`, newline → `\n`, carriage
-/// return → `\r`, tab → `\t`; any other control character, and any byte that is not part of
-/// valid UTF-8, → `\xNN`. Everything else (printable UTF-8) is kept as is.
+/// return → `\r`, tab → `\t`; any other control character, invisible format character (line
+/// separators, bidirectional controls, zero-width characters), and any byte that is not part of
+/// valid UTF-8, → `\xNN` per byte. Everything else (printable UTF-8) is kept as is.
 pub fn quoted(text: &[u8]) -> String {
     let mut out = String::with_capacity(text.len() + 2);
     out.push('"');
@@ -29,7 +30,7 @@ pub fn one_line(text: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if c.is_control() => push_bytes(&mut out, c.to_string().as_bytes()),
+            c if hidden(c) => push_bytes(&mut out, c.to_string().as_bytes()),
             c => out.push(c),
         }
     }
@@ -53,7 +54,7 @@ fn push_escaped(out: &mut String, mut text: &[u8]) {
                 '\n' => out.push_str("\\n"),
                 '\r' => out.push_str("\\r"),
                 '\t' => out.push_str("\\t"),
-                c if c.is_control() => push_bytes(out, c.to_string().as_bytes()),
+                c if hidden(c) => push_bytes(out, c.to_string().as_bytes()),
                 c => out.push(c),
             }
         }
@@ -65,6 +66,16 @@ fn push_escaped(out: &mut String, mut text: &[u8]) {
             text = rest;
         }
     }
+}
+
+/// Control characters, and the characters that break or reorder a line without being seen:
+/// line and paragraph separators, bidirectional controls, zero-width and other format
+/// characters.
+fn hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{ad}' | '\u{61c}' | '\u{180e}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}'
+            | '\u{2060}'..='\u{206f}' | '\u{feff}' | '\u{fff9}'..='\u{fffb}')
 }
 
 fn push_bytes(out: &mut String, bytes: &[u8]) {
@@ -107,6 +118,12 @@ mod tests {
         // the replacement character is itself valid UTF-8 and stays distinct from a raw byte
         assert_ne!(quoted("m\u{fffd}ller".as_bytes()), quoted(b"m\xfcller"));
         assert_eq!(escaped(b"a\nb"), "a\\nb");
+        // invisible characters that reorder or break a line are escaped too
+        assert_eq!(
+            quoted("a\u{202e}b\u{2028}c\u{200b}".as_bytes()),
+            r#""a\xe2\x80\xaeb\xe2\x80\xa8c\xe2\x80\x8b""#
+        );
+        assert_eq!(one_line("x\u{2029}y"), "x\\xe2\\x80\\xa9y");
         assert_eq!(
             one_line("Role \"a\nb\" does not exist.\x1b"),
             "Role \"a\\nb\" does not exist.\\x1b"

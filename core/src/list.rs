@@ -15,12 +15,17 @@ pub fn parse_values(text: &str) -> Result<Vec<String>, String> {
 }
 
 /// Splits a list of role names the way PostgreSQL reads identifier lists: unquoted names are
-/// folded to lower case, double-quoted names are kept as written (`""` is a quote).
+/// folded to lower case, double-quoted names are kept as written (`""` is a quote). As in
+/// PostgreSQL (multibyte encodings), only ASCII letters are folded and only ASCII white space
+/// separates: `Ü` stays `Ü`, and the Kelvin sign is not a `k`.
 pub fn parse_identifiers(text: &str) -> Result<Vec<String>, String> {
     let mut names = Vec::new();
     let mut chars = text.chars().peekable();
     loop {
-        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        while chars
+            .next_if(|c| c.is_ascii_whitespace() || *c == '\x0b')
+            .is_some()
+        {}
         if chars.peek().is_none() {
             if names.is_empty() {
                 return Ok(names);
@@ -38,18 +43,23 @@ pub fn parse_identifiers(text: &str) -> Result<Vec<String>, String> {
                 }
             }
         } else {
-            while let Some(c) = chars.next_if(|&c| c != ',' && !c.is_whitespace()) {
+            while let Some(c) =
+                chars.next_if(|&c| c != ',' && !c.is_ascii_whitespace() && c != '\x0b')
+            {
                 if c == '"' {
                     return Err("a quote inside an unquoted name".into());
                 }
-                name.extend(c.to_lowercase());
+                name.push(c.to_ascii_lowercase());
             }
         }
         if name.is_empty() {
             return Err("the list has an empty name".into());
         }
         names.push(name);
-        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        while chars
+            .next_if(|c| c.is_ascii_whitespace() || *c == '\x0b')
+            .is_some()
+        {}
         match chars.next() {
             None => return Ok(names),
             Some(',') => continue,
@@ -68,6 +78,16 @@ mod tests {
         assert_eq!(parse_values("  ").unwrap(), Vec::<String>::new());
         assert!(parse_values("a,,b").is_err());
         assert!(parse_values("a,").is_err());
+    }
+
+    #[test]
+    fn list_identifiers_fold_ascii_letters_only() {
+        assert_eq!(
+            parse_identifiers("Übermon, ÜBER, \u{212a}elvin").unwrap(),
+            vec!["Übermon", "Über", "\u{212a}elvin"]
+        );
+        // only ASCII white space separates names
+        assert_eq!(parse_identifiers("a\u{a0}b").unwrap(), vec!["a\u{a0}b"]);
     }
 
     #[test]
