@@ -319,27 +319,28 @@ fn password_sign_in(port: *mut pg_sys::Port, conn: &Connection) {
     // The password buffer is NUL-terminated by the shim and has no interior NUL.
     let client_pass = password.as_ptr().cast::<c_char>();
     let mut logdetail: *const c_char = std::ptr::null();
-    // SAFETY: role and client_pass are NUL-terminated; logdetail is an out-parameter.
-    let ok = unsafe {
+    // SAFETY: role and client_pass are NUL-terminated; logdetail is an out-parameter (its
+    // text, which quotes the role raw, is not used: the detail below escapes it).
+    let (ok, known) = unsafe {
         let shadow = pg_sys::get_role_password(role.as_ptr(), &mut logdetail);
-        let shadow = if shadow.is_null() {
-            DUMMY_SECRET.as_ptr().cast_mut()
-        } else {
+        let known = !shadow.is_null();
+        let shadow = if known {
             shadow
+        } else {
+            DUMMY_SECRET.as_ptr().cast_mut()
         };
         let status = pg_sys::plain_crypt_verify(role.as_ptr(), shadow, client_pass, &mut logdetail);
-        status == pg_sys::STATUS_OK as c_int && shadow != DUMMY_SECRET.as_ptr().cast_mut()
+        (status == pg_sys::STATUS_OK as c_int && known, known)
     };
     if !ok {
-        let detail = if logdetail.is_null() {
-            "password does not match".to_owned()
+        let who = quoted(role.to_bytes());
+        refuse(if known {
+            format!("password does not match for role {who}")
+        } else if seclabel::role_oid(role).is_some() {
+            format!("role {who} has no valid password")
         } else {
-            // SAFETY: PostgreSQL sets logdetail to a NUL-terminated message.
-            unsafe { CStr::from_ptr(logdetail) }
-                .to_string_lossy()
-                .into_owned()
-        };
-        refuse(detail);
+            format!("role {who} does not exist")
+        });
     }
     set_identity(port, conn.role.to_bytes());
 }

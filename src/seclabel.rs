@@ -83,10 +83,16 @@ pub fn is_superuser(role: pg_sys::Oid) -> bool {
 /// A role the target is a member of (directly or not, inherited or not) whose privileges the
 /// caller does not have: taking the target over would give the caller more than it has.
 /// (Runs in the caller's session, with its search_path: every name is schema-qualified.)
+/// `pg_database_owner` is left out: its membership is the ownership of the current database,
+/// and ownership of objects, like any other grant on objects, is not a role's privilege here
+/// (an admin manages the principals that own objects, as on Azure), nor should the answer
+/// depend on the database the function is called from. Superuser roles are named first.
 fn role_caller_lacks(caller: pg_sys::Oid, target: pg_sys::Oid) -> Option<String> {
     Spi::get_one_with_args::<String>(
         "SELECT r.rolname::text FROM pg_catalog.pg_roles r \
-         WHERE r.oid OPERATOR(pg_catalog.<>) $1 AND pg_catalog.pg_has_role($1, r.oid, 'MEMBER') \
+         WHERE r.oid OPERATOR(pg_catalog.<>) $1 \
+         AND r.oid OPERATOR(pg_catalog.<>) 'pg_database_owner'::pg_catalog.regrole \
+         AND pg_catalog.pg_has_role($1, r.oid, 'MEMBER') \
          AND NOT pg_catalog.pg_has_role($2, r.oid, 'USAGE') \
          ORDER BY r.rolsuper DESC, r.rolname LIMIT 1",
         &[target.into(), caller.into()],

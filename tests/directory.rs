@@ -252,9 +252,10 @@ fn group_overage_tokens_are_checked_in_the_directory() {
         .sign_in("big-group", &overage_token(&new_oid(), false))
         .unwrap_err();
     assert!(
-        err.contains(&format!("does not list group {READERS}")),
+        err.contains("does not list the group that role \"big-group\" is bound to"),
         "{err}"
     );
+    assert!(!err.contains(READERS), "names the bound group: {err}");
     let asked = f.graph.requests();
     assert!(asked
         .iter()

