@@ -348,6 +348,11 @@ impl Cluster {
     /// SQL as the superuser over the unix socket (never governed by aad_auth): the output, or
     /// psql's error text.
     pub fn try_admin(&self, sql: &str) -> Result<String, String> {
+        self.try_admin_in("postgres", sql)
+    }
+
+    /// [`Cluster::try_admin`] in database `db`.
+    pub fn try_admin_in(&self, db: &str, sql: &str) -> Result<String, String> {
         let out = Command::new(psql())
             .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
             .arg(&self.dir)
@@ -357,7 +362,7 @@ impl Cluster {
                 "-U",
                 "postgres",
                 "-d",
-                "postgres",
+                db,
                 "-c",
                 sql,
             ])
@@ -368,6 +373,12 @@ impl Cluster {
         } else {
             Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
         }
+    }
+
+    /// [`Cluster::try_admin_in`] that must succeed.
+    pub fn admin_in(&self, db: &str, sql: &str) -> String {
+        self.try_admin_in(db, sql)
+            .unwrap_or_else(|e| panic!("admin SQL failed in {db}: {sql}\n{e}"))
     }
 
     /// [`Cluster::try_admin`] that must succeed.
@@ -1231,5 +1242,61 @@ impl Cluster {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+}
+
+impl Cluster {
+    /// Runs a client program of the server's own version (`pg_dumpall`, `pg_dump`) against this
+    /// cluster as the superuser over the unix socket, with `args` after the connection options;
+    /// its standard output. It must succeed.
+    pub fn dump(&self, program: &str, args: &[&str]) -> String {
+        let out = Command::new(bindir().join(program))
+            .arg("-h")
+            .arg(&self.dir)
+            .args(["-p", &self.port.to_string(), "-U", "postgres"])
+            .args(args)
+            .env_remove("PGSERVICE")
+            .output()
+            .unwrap_or_else(|e| panic!("run {program}: {e}"));
+        assert!(
+            out.status.success(),
+            "{program} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap_or_else(|e| panic!("{program} output: {e}"))
+    }
+
+    /// Restores the SQL script `path` as a DBA does: `psql -X -v ON_ERROR_STOP=0 -f <path>` as
+    /// the superuser over the unix socket, connected to `database`, going on after errors.
+    /// Returns the text of every `ERROR:` psql printed (without its `psql:<file>:<line>:` prefix),
+    /// in order; psql itself must exit 0.
+    pub fn restore(&self, path: &Path, database: &str) -> Vec<String> {
+        let out = Command::new(psql())
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=0", "-h"])
+            .arg(&self.dir)
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                database,
+                "-f",
+            ])
+            .arg(path)
+            .env_remove("PGSERVICE")
+            .stdin(Stdio::null())
+            .output()
+            .expect("psql -f");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            out.status.success(),
+            "psql -f {} failed: {stderr}",
+            path.display()
+        );
+        stderr
+            .lines()
+            .filter_map(|l| l.split_once("ERROR:").map(|(_, m)| m.trim().to_owned()))
+            .collect()
     }
 }

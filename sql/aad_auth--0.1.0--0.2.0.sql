@@ -1,0 +1,101 @@
+-- aad_auth 0.1.0 -> 0.2.0: the SQL API moves to pg_catalog, where Azure keeps it, so that bare
+-- and pg_catalog-qualified calls (Microsoft's scripts use both) work with any search_path.
+--
+-- PostgreSQL cannot move objects into pg_catalog (ALTER FUNCTION ... SET SCHEMA refuses system
+-- schemas), so the functions of 0.1.0 are dropped from the schema they were installed in and
+-- created again in pg_catalog, exactly as 0.2.0's install script creates them
+-- (tests/upgrade.rs compares the two). Roles, labels and azure_pg_admin live in shared catalogs
+-- and are not touched. A view or function of yours that depends on one of these functions makes
+-- the update fail (nothing is changed then): drop it first and create it again afterwards.
+
+DROP FUNCTION @extschema@.pgaadauth_list_principals(boolean);
+DROP FUNCTION @extschema@.aad_auth_principals(boolean);
+DROP FUNCTION @extschema@.aad_auth_jwks_status();
+DROP FUNCTION @extschema@.pgaadauth_create_principal(text, boolean, boolean);
+DROP FUNCTION @extschema@.pgaadauth_create_principal_with_oid(text, text, text, boolean, boolean);
+DROP FUNCTION @extschema@.pgaadauth_drop_principal(text);
+DROP FUNCTION @extschema@.pgaadauth_update_principal_with_oid(text, text, text, boolean, boolean);
+
+-- The extension's schema is now pg_catalog (what the control file says for new installs; a
+-- later update script's @extschema@, and pg_dump's CREATE EXTENSION, follow it).
+UPDATE pg_catalog.pg_extension SET extnamespace = 'pg_catalog'::pg_catalog.regnamespace
+WHERE extname = 'aad_auth';
+
+CREATE FUNCTION pg_catalog.aad_auth_jwks_status() RETURNS TABLE (
+	"source" TEXT,
+	"key_ids" TEXT[],
+	"generation" bigint,
+	"last_success" timestamp with time zone,
+	"last_failure" timestamp with time zone,
+	"last_error" TEXT,
+	"fetches" bigint,
+	"failures" bigint,
+	"worker_pid" INT
+)
+STRICT
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'aad_auth_jwks_status_wrapper';
+
+CREATE FUNCTION pg_catalog.aad_auth_principals(
+	"isadminvalue" bool
+) RETURNS TABLE (
+	"rolname" TEXT,
+	"principaltype" TEXT,
+	"objectid" TEXT,
+	"tenantid" TEXT,
+	"ismfa" INT,
+	"isadmin" INT
+)
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'aad_auth_principals_wrapper';
+
+CREATE FUNCTION pg_catalog.pgaadauth_list_principals(isAdminValue boolean)
+RETURNS TABLE(rolname name, principaltype text, objectid text, tenantid text, ismfa int, isadmin int)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT p.rolname::name, p.principaltype, p.objectid, p.tenantid, p.ismfa, p.isadmin
+    FROM pg_catalog.aad_auth_principals(isAdminValue) AS p
+$fn$;
+
+REVOKE EXECUTE ON FUNCTION pg_catalog.aad_auth_jwks_status() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pg_catalog.aad_auth_jwks_status() TO azure_pg_admin;
+
+CREATE FUNCTION pg_catalog.pgaadauth_create_principal(
+	"rolename" TEXT,
+	"isadmin" bool,
+	"ismfa" bool
+) RETURNS TEXT
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'pgaadauth_create_principal_wrapper';
+
+CREATE FUNCTION pg_catalog.pgaadauth_create_principal_with_oid(
+	"rolename" TEXT,
+	"objectid" TEXT,
+	"objecttype" TEXT,
+	"isadmin" bool,
+	"ismfa" bool
+) RETURNS TEXT
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'pgaadauth_create_principal_with_oid_wrapper';
+
+CREATE FUNCTION pg_catalog.pgaadauth_drop_principal(
+	"rolename" TEXT
+) RETURNS TEXT
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'pgaadauth_drop_principal_wrapper';
+
+CREATE FUNCTION pg_catalog.pgaadauth_update_principal_with_oid(
+	"rolename" TEXT,
+	"objectid" TEXT,
+	"objecttype" TEXT,
+	"isadmin" bool,
+	"ismfa" bool
+) RETURNS TEXT
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'pgaadauth_update_principal_with_oid_wrapper';
