@@ -99,3 +99,35 @@ CREATE FUNCTION pg_catalog.pgaadauth_update_principal_with_oid(
 SET search_path TO pg_catalog, pg_temp
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'pgaadauth_update_principal_with_oid_wrapper';
+
+-- Group sync (new in 0.2.0).
+CREATE FUNCTION pg_catalog.pgaadauth_sync_roles_for_group_members() RETURNS TABLE (
+	"role" TEXT,
+	"group" TEXT,
+	"action" TEXT
+)
+STRICT
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'pgaadauth_sync_roles_for_group_members_wrapper';
+
+CREATE FUNCTION pg_catalog.aad_auth_group_sync_status() RETURNS TABLE (
+	"enabled" bool,
+	"worker_pid" INT,
+	"running_pid" INT,
+	"runs" bigint,
+	"failures" bigint,
+	"last_started" timestamp with time zone,
+	"last_success" timestamp with time zone,
+	"last_failure" timestamp with time zone,
+	"last_error" TEXT,
+	"groups" INT,
+	"members" INT,
+	"changes" INT
+)
+STRICT
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'aad_auth_group_sync_status_wrapper';
+
+REVOKE EXECUTE ON FUNCTION pg_catalog.aad_auth_group_sync_status() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pg_catalog.aad_auth_group_sync_status() TO azure_pg_admin;

@@ -23,7 +23,7 @@ const MAX_ROLE_NAME: usize = 63;
 /// Graph requests of at most 10 s each, after any key fetch the worker is doing.
 const DIRECTORY_WAIT: std::time::Duration = std::time::Duration::from_secs(45);
 
-fn fail(code: PgSqlErrorCode, message: String, hint: &str) -> ! {
+pub(crate) fn fail(code: PgSqlErrorCode, message: String, hint: &str) -> ! {
     let mut report = ErrorReport::new(code, message, "aad_auth");
     if !hint.is_empty() {
         report = report.set_hint(hint);
@@ -43,7 +43,7 @@ fn required<T>(value: Option<T>, name: &str) -> T {
 }
 
 /// The caller's role; refuses unless it is a superuser or an aad_auth admin.
-fn require_admin(function: &str) -> pg_sys::Oid {
+pub(crate) fn require_admin(function: &str) -> pg_sys::Oid {
     // SAFETY: inside a function call, GetUserId is the invoking role.
     let caller = unsafe { pg_sys::GetUserId() };
     if !seclabel::is_admin(caller) {
@@ -104,7 +104,7 @@ fn parse_label(objectid: &str, objecttype: &str, admin: bool, mfa: bool) -> Labe
 
 /// Runs `f` as the bootstrap superuser, restoring the caller's identity afterwards (an error
 /// restores it too, through transaction abort).
-fn as_superuser<T>(f: impl FnOnce() -> T) -> T {
+pub(crate) fn as_superuser<T>(f: impl FnOnce() -> T) -> T {
     struct Restore(pg_sys::Oid, i32);
     impl Drop for Restore {
         fn drop(&mut self) {
@@ -125,7 +125,7 @@ fn as_superuser<T>(f: impl FnOnce() -> T) -> T {
     f()
 }
 
-fn run(sql: &str) {
+pub(crate) fn run(sql: &str) {
     if let Err(e) = Spi::run(sql) {
         fail(
             PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,

@@ -75,13 +75,7 @@ impl Refusal {
     pub fn raise(self) -> ! {
         let (sqlstate, message, detail) = self.parts();
         // A bounded pause (at most 10 s) that authentication_timeout can still end.
-        let deadline = std::time::Instant::now() + gucs::failure_delay();
-        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
-            if left.is_zero() {
-                break;
-            }
-            crate::keycache::nap(left.as_millis().clamp(1, 1000) as i64);
-        }
+        crate::keycache::nap_interruptible(gucs::failure_delay());
         let c = |s: &str| CString::new(one_line(s).replace('\0', "?")).unwrap_or_default();
         let (sqlstate, message, detail) = (c(sqlstate), c(&message), c(&detail));
         // SAFETY: all pointers are valid NUL-terminated strings; ereport(FATAL) exits the

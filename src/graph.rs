@@ -1,10 +1,12 @@
-//! Microsoft Graph, asked by the background worker only: the client-credentials token, name
-//! resolution and group membership. The client secret is read from its file when a token is
-//! needed and never logged; neither is the Graph token.
+//! Microsoft Graph: the client-credentials token, name resolution, group membership (asked by
+//! the background worker for backends), and the transitive members of groups (read by group
+//! sync). The client secret is read from its file when a token is needed and never logged;
+//! neither is the Graph token.
 
 use crate::directory::{Answer, Question};
 use crate::gucs::Directory;
 use crate::http;
+use aad_auth_core::groupsync::Member;
 use aad_auth_core::{Guid, PrincipalType};
 use serde_json::Value;
 use std::cell::RefCell;
@@ -102,8 +104,18 @@ fn read_secret(path: &str) -> Result<String, String> {
 
 /// GET or POST `path` (below `/v1.0/`) with the Graph token; returns the status and the JSON.
 fn call(directory: &Directory, path: &str, post: Option<&Value>) -> Result<(u16, Value), String> {
-    let token = token(directory)?;
     let url = format!("{}/v1.0/{path}", directory.graph);
+    call_url(directory, &url, post).map(|(status, json, _)| (status, json))
+}
+
+/// [`call`] for a whole address; also returns `Retry-After` (seconds), if the answer had one.
+fn call_url(
+    directory: &Directory,
+    url: &str,
+    post: Option<&Value>,
+) -> Result<(u16, Value, Option<u64>), String> {
+    let token = token(directory)?;
+    let url = url.to_owned();
     let agent = http::agent();
     let bearer = format!("Bearer {token}");
     let response = match post {
@@ -114,6 +126,12 @@ fn call(directory: &Directory, path: &str, post: Option<&Value>) -> Result<(u16,
             .header("Content-Type", "application/json")
             .send(body.to_string()),
     };
+    let retry_after = response.as_ref().ok().and_then(|r| {
+        r.headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    });
     let (status, body) =
         http::read(response, MAX_RESPONSE).map_err(|e| format!("Graph request failed: {e}"))?;
     if status == 401 || status == 403 {
@@ -122,7 +140,86 @@ fn call(directory: &Directory, path: &str, post: Option<&Value>) -> Result<(u16,
             "Graph refused the request (HTTP {status}); the application needs the User.Read.All, GroupMember.Read.All and Application.Read.All permissions"
         ));
     }
-    Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
+    Ok((
+        status,
+        serde_json::from_slice(&body).unwrap_or(Value::Null),
+        retry_after,
+    ))
+}
+
+/// Most pages read for one group (999 members a page: about a million members).
+const MAX_PAGES: usize = 1000;
+/// Most answers "429 Too Many Requests" waited out for one group.
+const MAX_THROTTLES: usize = 5;
+/// Longest `Retry-After` honoured, in seconds.
+const MAX_RETRY_AFTER: u64 = 30;
+
+/// The users and service principals (managed identities included) in `group`, directly or
+/// through nested groups: `transitiveMembers`, every page (`@odata.nextLink`, which must stay
+/// on Graph), throttling (429 with `Retry-After`) waited out a few times. Any other failure
+/// is an error: a group whose members could not be read must change nothing.
+pub fn transitive_members(directory: &Directory, group: &Guid) -> Result<Vec<Member>, String> {
+    http::check_address(&directory.graph)?;
+    http::check_address(&directory.token_endpoint)?;
+    let mut url = format!(
+        "{}/v1.0/groups/{group}/transitiveMembers?$select=id,userPrincipalName,displayName,appId,servicePrincipalType&$top=999",
+        directory.graph
+    );
+    let mut members = Vec::new();
+    let (mut pages, mut throttles) = (0, 0);
+    loop {
+        let (status, json, retry_after) = call_url(directory, &url, None)?;
+        match status {
+            200 => {}
+            429 if throttles < MAX_THROTTLES => {
+                throttles += 1;
+                let wait = retry_after.unwrap_or(5).clamp(1, MAX_RETRY_AFTER);
+                pgrx::log!("aad_auth: group sync: Graph is throttling (429); waiting {wait} s");
+                crate::keycache::nap_interruptible(Duration::from_secs(wait));
+                continue;
+            }
+            404 => return Err(format!("group {group} is not in the directory (HTTP 404)")),
+            _ => {
+                return Err(format!(
+                    "Graph answered HTTP {status} when reading the members of group {group}"
+                ))
+            }
+        }
+        for item in json
+            .get("value")
+            .and_then(Value::as_array)
+            .ok_or("Graph's member list has no \"value\"")?
+        {
+            let kind = match item.get("@odata.type").and_then(Value::as_str) {
+                Some("#microsoft.graph.user") => PrincipalType::User,
+                Some("#microsoft.graph.servicePrincipal") => PrincipalType::Service,
+                _ => continue, // nested groups (their members are listed too), devices, contacts
+            };
+            let text = |k: &str| item.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+            let name = match kind {
+                PrincipalType::User => text("userPrincipalName"),
+                _ => text("displayName"),
+            };
+            members.push(Member {
+                oid: guid(&text("id"))?,
+                kind,
+                name,
+            });
+        }
+        pages += 1;
+        match json.get("@odata.nextLink").and_then(Value::as_str) {
+            None => return Ok(members),
+            Some(_) if pages >= MAX_PAGES => {
+                return Err(format!(
+                    "group {group} has more than {MAX_PAGES} pages of members"
+                ))
+            }
+            Some(next) if next.starts_with(&format!("{}/", directory.graph)) => {
+                url = next.to_owned();
+            }
+            Some(_) => return Err("Graph's next page is not on Graph".into()),
+        }
+    }
 }
 
 /// The objects of `collection` whose display name is exactly `name`: their ids.

@@ -34,6 +34,12 @@ static GRAPH_ENDPOINT: GucSetting<Option<CString>> =
 static REQUIRE_SECURE_TRANSPORT: GucSetting<Transport> =
     GucSetting::<Transport>::new(Transport::On);
 static FAILURE_DELAY: GucSetting<i32> = GucSetting::<i32>::new(0);
+static GROUP_SYNC: GucSetting<bool> = GucSetting::<bool>::new(false);
+/// Azure's name for the same switch.
+static AZURE_GROUP_SYNC: GucSetting<bool> = GucSetting::<bool>::new(false);
+static GROUP_SYNC_INTERVAL: GucSetting<i32> = GucSetting::<i32>::new(1800);
+static GROUP_SYNC_DATABASE: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"postgres"));
 
 /// `aad_auth.require_secure_transport`, as PostgreSQL sees it.
 #[derive(Clone, Copy, PartialEq, Eq, PostgresGucEnum)]
@@ -69,6 +75,10 @@ const MEANWHILE: &[(&CStr, &str)] = &[
     (c"aad_auth.graph_endpoint", "Microsoft Graph is asked at https://graph.microsoft.com"),
     (c"aad_auth.require_secure_transport", "credentials are asked for only over encrypted or loopback connections (on)"),
     (c"aad_auth.failure_delay", "refusals are not delayed (0)"),
+    (c"aad_auth.group_sync", "group members are not synced (off)"),
+    (c"pgaadauth.enable_group_sync", "group members are not synced (off)"),
+    (c"aad_auth.group_sync_interval", "group members are synced every 30 minutes"),
+    (c"aad_auth.group_sync_database", "group sync connects to the database postgres"),
 ];
 
 /// The values postgresql.conf gives the settings before they are defined (PostgreSQL holds
@@ -285,6 +295,40 @@ pub fn init() {
         GucFlags::UNIT_MS,
     );
     GucRegistry::define_bool_guc(
+        c"aad_auth.group_sync",
+        c"Give each member of a group principal its own LOGIN role, granted the group's role.",
+        c"Members are read from Microsoft Graph (a directory must be configured) every aad_auth.group_sync_interval. Azure's pgaadauth.enable_group_sync is the same switch.",
+        &GROUP_SYNC,
+        ctx,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"pgaadauth.enable_group_sync",
+        c"Azure's name for aad_auth.group_sync: either one turns group sync on.",
+        c"",
+        &AZURE_GROUP_SYNC,
+        ctx,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"aad_auth.group_sync_interval",
+        c"How often group members are read from the directory.",
+        c"",
+        &GROUP_SYNC_INTERVAL,
+        1,
+        7 * 24 * 3600,
+        ctx,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_string_guc(
+        c"aad_auth.group_sync_database",
+        c"The database group sync's background worker connects to (roles are cluster-wide).",
+        c"",
+        &GROUP_SYNC_DATABASE,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
         c"aad_auth.log_logins",
         c"Log one line per Entra ID sign-in, accepted or refused.",
         c"",
@@ -383,6 +427,19 @@ pub fn password_auth() -> bool {
 
 pub fn log_logins() -> bool {
     LOG_LOGINS.get()
+}
+
+/// Group sync is on: `aad_auth.group_sync` or Azure's `pgaadauth.enable_group_sync`.
+pub fn group_sync() -> bool {
+    GROUP_SYNC.get() || AZURE_GROUP_SYNC.get()
+}
+
+pub fn group_sync_interval() -> std::time::Duration {
+    std::time::Duration::from_secs(u64::try_from(GROUP_SYNC_INTERVAL.get()).unwrap_or(1800))
+}
+
+pub fn group_sync_database() -> String {
+    text(&GROUP_SYNC_DATABASE).unwrap_or_else(|| "postgres".into())
 }
 
 pub fn secure_transport() -> SecureTransport {

@@ -445,6 +445,17 @@ pub fn nap(ms: i64) {
     pgrx::check_for_interrupts!();
 }
 
+/// Sleeps `wait` in naps of at most a second, answering interrupts between them.
+pub fn nap_interruptible(wait: Duration) {
+    let deadline = Instant::now() + wait;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        if left.is_zero() {
+            break;
+        }
+        nap(left.as_millis().clamp(1, 1000) as i64);
+    }
+}
+
 // ---- the worker's side -------------------------------------------------------------------
 
 /// Wakes the background worker; false when none is running.
@@ -587,7 +598,7 @@ fn load_saved(uri: &str) {
 }
 
 /// Unix seconds as a timestamptz (PostgreSQL counts microseconds from 2000-01-01).
-fn timestamp(unix: i64) -> Option<TimestampWithTimeZone> {
+pub(crate) fn timestamp(unix: i64) -> Option<TimestampWithTimeZone> {
     const PG_EPOCH: i64 = 946_684_800;
     (unix > 0)
         .then(|| TimestampWithTimeZone::try_from((unix - PG_EPOCH) * 1_000_000).ok())

@@ -7,7 +7,8 @@
 //! - `seclabel.rs`: the `pgaadauth` label provider;
 //! - `api.rs`: the `pgaadauth_*` SQL functions;
 //! - `error.rs`: how a refusal reaches the client and the log;
-//! - `oauth.rs`: PostgreSQL 18's OAuth validator, the same decision for OAUTHBEARER clients.
+//! - `oauth.rs`: PostgreSQL 18's OAuth validator, the same decision for OAUTHBEARER clients;
+//! - `groupsync.rs`: a LOGIN role for each member of a group principal (Azure's group sync).
 
 use pgrx::prelude::*;
 
@@ -16,6 +17,7 @@ mod directory;
 mod error;
 mod ffi_decls;
 mod graph;
+mod groupsync;
 mod gucs;
 mod hook;
 mod http;
@@ -61,6 +63,8 @@ pub extern "C-unwind" fn _PG_init() {
     hook::init();
     // The background worker that fetches the tenant's signing keys.
     worker::init();
+    // Group sync: its status in shared memory and its background worker.
+    groupsync::init();
     // Which pg_hba.conf lines aad_auth governs.
     log_governed_lines();
 }

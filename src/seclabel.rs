@@ -18,10 +18,55 @@ pub const PROVIDER: &CStr = c"pgaadauth";
 /// The role that marks aad_auth admins (created by the extension if missing), as on Azure.
 pub const ADMIN_ROLE: &CStr = c"azure_pg_admin";
 
-/// Registers the provider; called once from `_PG_init`.
+/// Group sync's own provider: its mark on the roles it created or granted (`groupsync.rs`).
+pub const SYNC_PROVIDER: &CStr = c"aad_auth_sync";
+
+/// Registers the providers; called once from `_PG_init`.
 pub fn init() {
-    // SAFETY: PROVIDER is a static C string; check_label has the provider hook's signature.
-    unsafe { pg_sys::register_label_provider(PROVIDER.as_ptr(), Some(check_label)) };
+    // SAFETY: the names are static C strings; the checks have the provider hook's signature.
+    unsafe {
+        pg_sys::register_label_provider(PROVIDER.as_ptr(), Some(check_label));
+        pg_sys::register_label_provider(SYNC_PROVIDER.as_ptr(), Some(check_sync_label));
+    }
+}
+
+/// The group sync's mark may be set by superusers only (the sync runs as one); it must parse.
+#[pg_guard]
+unsafe extern "C-unwind" fn check_sync_label(
+    object: *const pg_sys::ObjectAddress,
+    seclabel: *const c_char,
+) {
+    // SAFETY: PostgreSQL passes a valid object address; GetUserId needs a transaction.
+    let (object, caller) = unsafe { (&*object, pg_sys::GetUserId()) };
+    if object.classId != pg_sys::AuthIdRelationId {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            "aad_auth_sync labels can be set on roles only"
+        );
+    }
+    if !is_superuser(caller) {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            "permission denied to set or remove an aad_auth_sync label",
+            "Only group sync (and superusers) mark the roles it manages."
+        );
+    }
+    if !seclabel.is_null() {
+        // SAFETY: a non-null label is a NUL-terminated string.
+        let text = unsafe { CStr::from_ptr(seclabel) }.to_string_lossy();
+        if let Err(e) = text.parse::<aad_auth_core::groupsync::Mark>() {
+            ereport!(
+                ERROR,
+                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                format!(
+                    "invalid aad_auth_sync label: {}",
+                    aad_auth_core::escape::one_line(&e)
+                )
+            );
+        }
+    }
 }
 
 fn role_address(role: pg_sys::Oid) -> pg_sys::ObjectAddress {

@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod error;
 pub mod escape;
+pub mod groupsync;
 pub mod guid;
 pub mod hba;
 mod json;

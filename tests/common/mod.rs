@@ -706,6 +706,8 @@ impl Request {
 /// What a stub server does with a request.
 pub enum Reply {
     Respond(u16, String),
+    /// A response with extra header lines (`Name: value`).
+    RespondWith(u16, Vec<String>, String),
     /// Keep the connection open and never answer.
     Hang,
 }
@@ -795,10 +797,16 @@ impl StubServer {
                 st.requests.push(request.clone());
                 match (st.handler)(&request) {
                     Reply::Hang => st.held.push(stream),
-                    Reply::Respond(status, body) => {
+                    reply @ (Reply::Respond(..) | Reply::RespondWith(..)) => {
                         drop(st);
+                        let (status, extra, body) = match reply {
+                            Reply::Respond(status, body) => (status, Vec::new(), body),
+                            Reply::RespondWith(status, extra, body) => (status, extra, body),
+                            Reply::Hang => unreachable!(),
+                        };
+                        let extra: String = extra.iter().map(|h| format!("{h}\r\n")).collect();
                         let response = format!(
-                            "HTTP/1.1 {status} Stub\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            "HTTP/1.1 {status} Stub\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n{body}",
                             body.len()
                         );
                         let _ = stream.write_all(response.as_bytes());
