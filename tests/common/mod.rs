@@ -353,8 +353,16 @@ impl Cluster {
 
     /// [`Cluster::try_admin`] in database `db`.
     pub fn try_admin_in(&self, db: &str, sql: &str) -> Result<String, String> {
-        let out = Command::new(psql())
-            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
+        outcome(self.admin_psql(db, &[]).arg(sql).output().expect("psql"))
+    }
+
+    /// psql as the superuser over the unix socket in `db`, with `extra` psql arguments, ready
+    /// for the `-c` argument.
+    fn admin_psql(&self, db: &str, extra: &[&str]) -> Command {
+        let mut cmd = Command::new(psql());
+        cmd.args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
+            .args(extra)
+            .arg("-h")
             .arg(&self.dir)
             .args([
                 "-p",
@@ -364,15 +372,8 @@ impl Cluster {
                 "-d",
                 db,
                 "-c",
-                sql,
-            ])
-            .output()
-            .expect("psql");
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
-        }
+            ]);
+        cmd
     }
 
     /// [`Cluster::try_admin_in`] that must succeed.
@@ -503,6 +504,15 @@ fn self_signed_certificate(dir: &Path) {
         std::fs::Permissions::from_mode(0o600),
     )
     .expect("chmod server.key");
+}
+
+/// psql's output, or its error text.
+fn outcome(out: Output) -> Result<String, String> {
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+    }
 }
 
 fn append(path: &Path, text: &str) {
@@ -1088,63 +1098,25 @@ impl Cluster {
     /// SQL as the superuser over the unix socket with `VERBOSITY=verbose`, so that an error
     /// reads `ERROR:  <SQLSTATE>: <message>` followed by its `DETAIL:`.
     pub fn try_admin_verbose(&self, sql: &str) -> Result<String, String> {
-        let out = Command::new(psql())
-            .args([
-                "-X",
-                "-q",
-                "-A",
-                "-t",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-v",
-                "VERBOSITY=verbose",
-                "-h",
-            ])
-            .arg(&self.dir)
-            .args([
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-                "-c",
-                sql,
-            ])
-            .output()
-            .expect("psql");
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
-        }
+        outcome(
+            self.admin_psql("postgres", &["-v", "VERBOSITY=verbose"])
+                .arg(sql)
+                .output()
+                .expect("psql"),
+        )
     }
 
     /// SQL given as raw bytes (names that are not UTF-8), as the superuser over the unix socket,
     /// with client_encoding SQL_ASCII so that the bytes reach the server unchanged.
     pub fn try_admin_bytes(&self, sql: &[u8]) -> Result<String, String> {
         use std::os::unix::ffi::OsStrExt;
-        let out = Command::new(psql())
-            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
-            .arg(&self.dir)
-            .args([
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-                "-c",
-            ])
-            .arg(std::ffi::OsStr::from_bytes(sql))
-            .env("PGCLIENTENCODING", "SQL_ASCII")
-            .output()
-            .expect("psql");
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
-        }
+        outcome(
+            self.admin_psql("postgres", &[])
+                .arg(std::ffi::OsStr::from_bytes(sql))
+                .env("PGCLIENTENCODING", "SQL_ASCII")
+                .output()
+                .expect("psql"),
+        )
     }
 
     /// psql over TCP as `role` with `password`, with more connection options (`sslmode=...`)
