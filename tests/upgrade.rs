@@ -36,14 +36,12 @@ fn sign_in_as(c: &Cluster, role: &str, oid: &str) -> Result<String, String> {
 fn api_functions(c: &Cluster, db: &str) -> String {
     c.admin_in(
         db,
-        &format!(
-            "SELECT string_agg(p.pronamespace::regnamespace || '.' || p.proname || '(' \
+        "SELECT string_agg(p.pronamespace::regnamespace || '.' || p.proname || '(' \
          || pg_get_function_identity_arguments(p.oid) || ') ' || coalesce(p.proacl::text, '-') \
          || E'\\n' || pg_get_functiondef(p.oid), E'\\n' ORDER BY p.proname) \
          FROM pg_depend d JOIN pg_proc p ON p.oid = d.objid AND d.classid = 'pg_proc'::regclass \
          JOIN pg_extension e ON e.oid = d.refobjid AND d.refclassid = 'pg_extension'::regclass \
-         WHERE e.extname = 'aad_auth' AND d.deptype = 'e'"
-        ),
+         WHERE e.extname = 'aad_auth' AND d.deptype = 'e'",
     )
 }
 
