@@ -16,7 +16,7 @@ else
 TEST_VERSIONS := 15 18
 endif
 
-E2E_TESTS := e2e config keys principals directory load secrets attacks oauth poolers hardening upgrade migration groupsync
+E2E_TESTS := e2e config keys principals directory load secrets attacks oauth poolers hardening upgrade migration groupsync azure_scripts
 
 .PHONY: all setup build install install-dev demo bench test test-core test-pg test-sql test-e2e \
 	fuzz fmt lint clean

@@ -252,6 +252,8 @@ fn ensure_new(name: &str) {
 fn create(name: &str, label: &Label) -> String {
     ensure_new(name);
     ensure_may_grant_admin(name, label);
+    // SAFETY: inside a function call, GetUserId is the invoking role.
+    let caller = unsafe { pg_sys::GetUserId() };
     as_superuser(|| {
         run(&format!("CREATE ROLE {} LOGIN", quote_identifier(name)));
         set_label(name, label);
@@ -259,8 +261,32 @@ fn create(name: &str, label: &Label) -> String {
         if label.admin {
             grant_admin(name);
         }
+        creator_keeps_admin_option(name, caller);
     });
     format!("Created role for \"{name}\"")
+}
+
+/// From PostgreSQL 16 on, a CREATEROLE role that creates a role gets ADMIN OPTION on it (not
+/// its privileges), and needs it to ALTER or DROP the role. The functions create roles as the
+/// bootstrap superuser, so an admin that is not a superuser is given what CREATE ROLE would
+/// have given it — so that Azure's `DROP ROLE "<principal>"` and `ALTER ROLE` work for the
+/// admin who created the principal, and no more than PostgreSQL's own rule gives.
+fn creator_keeps_admin_option(name: &str, caller: pg_sys::Oid) {
+    if cfg!(feature = "pg15") || seclabel::is_superuser(caller) {
+        return;
+    }
+    // SAFETY: noerr = true; the caller's role exists (it is running this function).
+    let creator = unsafe { pg_sys::GetUserNameFromId(caller, true) };
+    if creator.is_null() {
+        return;
+    }
+    // SAFETY: non-null and NUL-terminated.
+    let creator = unsafe { std::ffi::CStr::from_ptr(creator) }.to_string_lossy();
+    run(&format!(
+        "GRANT {} TO {} WITH ADMIN OPTION, INHERIT FALSE, SET FALSE",
+        quote_identifier(name),
+        quote_identifier(&creator)
+    ));
 }
 
 /// Creates a role by Entra name: a user's UPN, or a group's or service principal's display
