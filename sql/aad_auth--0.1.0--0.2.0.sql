@@ -20,6 +20,12 @@ DROP FUNCTION @extschema@.pgaadauth_update_principal_with_oid(text, text, text, 
 -- later update script's @extschema@, and pg_dump's CREATE EXTENSION, follow it).
 UPDATE pg_catalog.pg_extension SET extnamespace = 'pg_catalog'::pg_catalog.regnamespace
 WHERE extname = 'aad_auth';
+-- ... and it no longer depends on the schema 0.1.0 was installed in (pg_catalog is pinned and
+-- needs no such record), so that schema can be dropped without taking the extension along.
+DELETE FROM pg_catalog.pg_depend
+WHERE classid = 'pg_catalog.pg_extension'::pg_catalog.regclass
+  AND objid = (SELECT oid FROM pg_catalog.pg_extension WHERE extname = 'aad_auth')
+  AND refclassid = 'pg_catalog.pg_namespace'::pg_catalog.regclass;
 
 CREATE FUNCTION pg_catalog.aad_auth_jwks_status() RETURNS TABLE (
 	"source" TEXT,

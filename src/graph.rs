@@ -147,8 +147,10 @@ fn call_url(
     ))
 }
 
-/// Most pages read for one group (999 members a page: about a million members).
-const MAX_PAGES: usize = 1000;
+/// Most pages read for one group (999 members a page: about a hundred thousand members).
+const MAX_PAGES: usize = 100;
+/// Longest one group's members are read for, throttling included.
+const MAX_GROUP_READ: Duration = Duration::from_secs(300);
 /// Most answers "429 Too Many Requests" waited out for one group.
 const MAX_THROTTLES: usize = 5;
 /// Longest `Retry-After` honoured, in seconds.
@@ -167,12 +169,33 @@ pub fn transitive_members(directory: &Directory, group: &Guid) -> Result<Vec<Mem
     );
     let mut members = Vec::new();
     let (mut pages, mut throttles) = (0, 0);
+    let mut seen = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + MAX_GROUP_READ;
     loop {
+        // Between requests: cancel and statement_timeout (a session), shutdown (the worker).
+        pgrx::check_for_interrupts!();
+        // SAFETY: a plain read of a server global.
+        let in_worker = unsafe { pgrx::pg_sys::IsBackgroundWorker };
+        if in_worker && pgrx::bgworkers::BackgroundWorker::sigterm_received() {
+            return Err("the server is shutting down".into());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "reading the members of group {group} took longer than {} s",
+                MAX_GROUP_READ.as_secs()
+            ));
+        }
+        if !seen.insert(url.clone()) {
+            return Err(format!(
+                "Graph's pages for group {group} go round in a loop"
+            ));
+        }
         let (status, json, retry_after) = call_url(directory, &url, None)?;
         match status {
             200 => {}
             429 if throttles < MAX_THROTTLES => {
                 throttles += 1;
+                seen.remove(&url);
                 let wait = retry_after.unwrap_or(5).clamp(1, MAX_RETRY_AFTER);
                 pgrx::log!("aad_auth: group sync: Graph is throttling (429); waiting {wait} s");
                 crate::keycache::nap_interruptible(Duration::from_secs(wait));

@@ -16,7 +16,7 @@ use crate::keycache::{nap, timestamp, Text};
 use crate::seclabel::{PROVIDER, SYNC_PROVIDER};
 use crate::{graph, gucs};
 use aad_auth_core::escape::quoted;
-use aad_auth_core::groupsync::{self, Group, Mark, Role, Step};
+use aad_auth_core::groupsync::{self, Bound, Group, Mark, Role, Step};
 use aad_auth_core::{Guid, Label, PrincipalType};
 use pgrx::bgworkers::{
     BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags,
@@ -140,89 +140,126 @@ extern "C" {
     fn libc_kill(pid: i32, sig: i32) -> i32;
 }
 
-/// The group principals, the roles the sync may touch, and every role name, from the catalogs.
-fn read_state() -> (Vec<Group>, Vec<Role>, BTreeSet<String>) {
-    // (pg oid, name, LOGIN, pgaadauth label, aad_auth_sync label, roles it is a member of)
-    type Row = (i64, String, bool, Option<String>, Option<String>, Vec<i64>);
-    let rows: Vec<Row> =
-        Spi::connect(|client| {
-            client
-                .select(
-                    "SELECT r.oid::pg_catalog.int8, r.rolname::pg_catalog.text, r.rolcanlogin, \
-                     (SELECT l.label FROM pg_catalog.pg_shseclabel l WHERE l.objoid = r.oid \
-                        AND l.classoid = 'pg_catalog.pg_authid'::pg_catalog.regclass AND l.provider = 'pgaadauth'), \
-                     (SELECT l.label FROM pg_catalog.pg_shseclabel l WHERE l.objoid = r.oid \
-                        AND l.classoid = 'pg_catalog.pg_authid'::pg_catalog.regclass AND l.provider = 'aad_auth_sync'), \
-                     ARRAY(SELECT m.roleid::pg_catalog.int8 FROM pg_catalog.pg_auth_members m WHERE m.member = r.oid) \
-                     FROM pg_catalog.pg_roles r \
-                     WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_shseclabel l WHERE l.objoid = r.oid \
-                        AND l.classoid = 'pg_catalog.pg_authid'::pg_catalog.regclass \
-                        AND l.provider IN ('pgaadauth', 'aad_auth_sync')) \
-                     ORDER BY 2",
-                    None,
-                    &[],
-                )?
-                .map(|row| {
-                    Ok((
-                        row.get::<i64>(1)?.unwrap_or_default(),
-                        row.get::<String>(2)?.unwrap_or_default(),
-                        row.get::<bool>(3)?.unwrap_or_default(),
-                        row.get::<String>(4)?,
-                        row.get::<String>(5)?,
-                        row.get::<Vec<i64>>(6)?.unwrap_or_default(),
-                    ))
-                })
-                .collect::<Result<Vec<_>, pgrx::spi::Error>>()
-        })
-        .unwrap_or_else(|e| {
-            fail(
-                PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-                format!("aad_auth: {e}"),
-                "",
-            )
-        });
-    let label = |text: &Option<String>| text.as_deref().and_then(|t| t.parse::<Label>().ok());
-    // Group roles by their PostgreSQL oid.
-    let group_oids: BTreeMap<i64, Guid> = rows
-        .iter()
-        .filter_map(|(oid, _, _, l, _, _)| {
-            label(l)
-                .filter(|l| l.kind == PrincipalType::Group)
-                .map(|l| (*oid, l.oid))
-        })
-        .collect();
-    let groups = rows
-        .iter()
-        .filter_map(|(oid, name, _, _, _, _)| {
-            group_oids.get(oid).map(|g| Group {
-                oid: *g,
-                role: name.clone(),
+/// What the sync reads of the catalogs: the group principals, the roles it may touch, and
+/// every role (PostgreSQL oid to name).
+type State = (Vec<Group>, Vec<Role>, BTreeMap<u32, String>);
+
+/// The group principals, the roles the sync may touch, and every role, from the catalogs.
+fn read_state() -> State {
+    // (pg oid, name, LOGIN, pgaadauth label, aad_auth_sync label, roles it is a member of,
+    // a role other than a superuser holds ADMIN OPTION on it)
+    type Row = (
+        i64,
+        String,
+        bool,
+        Option<String>,
+        Option<String>,
+        Vec<i64>,
+        bool,
+    );
+    let spi_failed = |e: pgrx::spi::Error| -> ! {
+        fail(
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            format!("aad_auth: {e}"),
+            "",
+        )
+    };
+    let rows: Vec<Row> = Spi::connect(|client| {
+        client
+            .select(
+                "SELECT r.oid::pg_catalog.int8, r.rolname::pg_catalog.text, r.rolcanlogin, \
+                 (SELECT l.label FROM pg_catalog.pg_shseclabel l WHERE l.objoid = r.oid \
+                    AND l.classoid = 'pg_catalog.pg_authid'::pg_catalog.regclass AND l.provider = 'pgaadauth'), \
+                 (SELECT l.label FROM pg_catalog.pg_shseclabel l WHERE l.objoid = r.oid \
+                    AND l.classoid = 'pg_catalog.pg_authid'::pg_catalog.regclass AND l.provider = 'aad_auth_sync'), \
+                 ARRAY(SELECT m.roleid::pg_catalog.int8 FROM pg_catalog.pg_auth_members m WHERE m.member = r.oid), \
+                 EXISTS (SELECT 1 FROM pg_catalog.pg_auth_members m JOIN pg_catalog.pg_roles a ON a.oid = m.member \
+                    WHERE m.roleid = r.oid AND m.admin_option AND NOT a.rolsuper) \
+                 FROM pg_catalog.pg_roles r \
+                 WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_shseclabel l WHERE l.objoid = r.oid \
+                    AND l.classoid = 'pg_catalog.pg_authid'::pg_catalog.regclass \
+                    AND l.provider IN ('pgaadauth', 'aad_auth_sync')) \
+                 ORDER BY 2",
+                None,
+                &[],
+            )?
+            .map(|row| {
+                Ok((
+                    row.get::<i64>(1)?.unwrap_or_default(),
+                    row.get::<String>(2)?.unwrap_or_default(),
+                    row.get::<bool>(3)?.unwrap_or_default(),
+                    row.get::<String>(4)?,
+                    row.get::<String>(5)?,
+                    row.get::<Vec<i64>>(6)?.unwrap_or_default(),
+                    row.get::<bool>(7)?.unwrap_or_default(),
+                ))
             })
-        })
-        .collect();
-    let roles = rows
-        .iter()
-        .filter(|(oid, _, _, _, _, _)| !group_oids.contains_key(oid))
-        .map(|(_, name, login, l, mark, member_of)| Role {
-            name: name.clone(),
-            principal: label(l).map(|l| (l.oid, l.kind)),
-            mark: mark.as_deref().and_then(|m| m.parse::<Mark>().ok()),
-            login: *login,
-            member_of: member_of
-                .iter()
-                .filter_map(|m| group_oids.get(m).copied())
-                .collect::<BTreeSet<Guid>>(),
-        })
-        .collect();
-    let taken = Spi::get_one::<Vec<String>>(
-        "SELECT pg_catalog.array_agg(r.rolname::pg_catalog.text) FROM pg_catalog.pg_roles r",
-    )
-    .ok()
-    .flatten()
-    .unwrap_or_default()
-    .into_iter()
-    .collect();
-    (groups, roles, taken)
+            .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+    })
+    .unwrap_or_else(|e| spi_failed(e));
+    let names: BTreeMap<u32, String> = Spi::connect(|client| {
+        client
+            .select(
+                "SELECT r.oid::pg_catalog.int8, r.rolname::pg_catalog.text FROM pg_catalog.pg_roles r",
+                None,
+                &[],
+            )?
+            .map(|row| {
+                Ok((
+                    row.get::<i64>(1)?.unwrap_or_default() as u32,
+                    row.get::<String>(2)?.unwrap_or_default(),
+                ))
+            })
+            .collect::<Result<BTreeMap<_, _>, pgrx::spi::Error>>()
+    })
+    .unwrap_or_else(|e| spi_failed(e));
+    let label = |text: &Option<String>| text.as_deref().and_then(|t| t.parse::<Label>().ok());
+    let mut groups = Vec::new();
+    let mut roles = Vec::new();
+    for (id, name, login, principal, mark, member_of, foreign_admins) in rows {
+        let id = id as u32;
+        match label(&principal) {
+            Some(l) if l.kind == PrincipalType::Group => groups.push(Group {
+                oid: l.oid,
+                id,
+                role: name,
+                mfa: l.mfa,
+            }),
+            l => roles.push(Role {
+                name,
+                id,
+                principal: l.map(|l| Bound {
+                    oid: l.oid,
+                    kind: l.kind,
+                    mfa: l.mfa,
+                }),
+                mark: mark.as_deref().and_then(|m| m.parse::<Mark>().ok()),
+                login,
+                member_of: member_of
+                    .iter()
+                    .map(|m| *m as u32)
+                    .collect::<BTreeSet<u32>>(),
+                foreign_admins,
+            }),
+        }
+    }
+    (groups, roles, names)
+}
+
+/// Labels `role` as the principal `oid` of type `kind`.
+fn bind(role: &str, oid: Guid, kind: PrincipalType, mfa: bool) {
+    let label = Label {
+        oid,
+        kind,
+        admin: false,
+        mfa,
+    };
+    run(&format!(
+        "SECURITY LABEL FOR {} ON ROLE {} IS {}",
+        PROVIDER.to_str().unwrap_or("pgaadauth"),
+        quote_identifier(role),
+        quote_literal(label.to_string())
+    ));
 }
 
 /// Makes the changes (as the bootstrap superuser in a backend; the worker is one).
@@ -230,21 +267,16 @@ fn apply(steps: &[Step]) {
     let id = |name: &str| quote_identifier(name);
     for step in steps {
         match step {
-            Step::Create { role, oid, kind } => {
+            Step::Create {
+                role,
+                oid,
+                kind,
+                mfa,
+            } => {
                 run(&format!("CREATE ROLE {} LOGIN", id(role)));
-                let label = Label {
-                    oid: *oid,
-                    kind: *kind,
-                    admin: false,
-                    mfa: false,
-                };
-                run(&format!(
-                    "SECURITY LABEL FOR {} ON ROLE {} IS {}",
-                    PROVIDER.to_str().unwrap_or("pgaadauth"),
-                    id(role),
-                    quote_literal(label.to_string())
-                ));
+                bind(role, *oid, *kind, *mfa);
             }
+            Step::RequireMfa { role, oid, kind } => bind(role, *oid, *kind, true),
             Step::Grant { role, group } => run(&format!("GRANT {} TO {}", id(group), id(role))),
             Step::Revoke { role, group } => run(&format!("REVOKE {} FROM {}", id(group), id(role))),
             Step::Login { role, on } => run(&format!(
@@ -288,7 +320,7 @@ fn sync_once(
     let _running = Running::claim(wait_for_running)?;
     let mut state = None;
     in_transaction(&mut || state = Some(read_state()));
-    let (groups, roles, taken) = state.ok_or("the roles could not be read")?;
+    let (groups, roles, names) = state.ok_or("the roles could not be read")?;
     let mut members = BTreeMap::new();
     let mut count = 0;
     for group in &groups {
@@ -311,8 +343,25 @@ fn sync_once(
             }
         }
     }
-    let steps = groupsync::plan(&groups, &members, &roles, &taken);
+    let steps = groupsync::plan(&groups, &members, &roles, &names);
+    // An ERROR while applying (a role dropped or created meanwhile) rolls the whole run back;
+    // it is recorded on the way out, and the next run starts from the catalogs again.
+    struct Applying;
+    impl Drop for Applying {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                let mut status = STATUS.exclusive();
+                status.failures += 1;
+                status.last_failure = now();
+                status
+                    .error
+                    .set("applying the changes failed and was rolled back; see the server log");
+            }
+        }
+    }
+    let applying = Applying;
     in_transaction(&mut || apply(&steps));
+    drop(applying);
     let mut status = STATUS.exclusive();
     status.last_success = now();
     status.groups = groups.len() as u32;
@@ -348,7 +397,11 @@ pub extern "C-unwind" fn aad_auth_group_sync_main(_arg: pg_sys::Datum) {
         }
         last_run = Some(Instant::now());
         let in_transaction = |f: &mut dyn FnMut()| {
-            BackgroundWorker::transaction(std::panic::AssertUnwindSafe(f));
+            BackgroundWorker::transaction(std::panic::AssertUnwindSafe(|| {
+                // Never wait without a deadline on a role an admin's open transaction holds.
+                run("SET LOCAL lock_timeout = '10s'");
+                f()
+            }));
         };
         match sync_once(&in_transaction, Duration::ZERO) {
             Ok(steps) => log!(

@@ -58,6 +58,8 @@ struct Directory {
     throttle: BTreeMap<String, usize>,
     /// Group oids answered with 503.
     down: Vec<String>,
+    /// Group oids whose every page names itself as the next one.
+    looping: Vec<String>,
 }
 
 fn json_of(o: &Obj) -> Value {
@@ -124,6 +126,10 @@ fn graph(dir: &Arc<Mutex<Directory>>, base: &str, request: &Request) -> Reply {
         .map(json_of)
         .collect();
     let mut body = json!({ "value": items });
+    if d.looping.iter().any(|g| g == group) {
+        body["@odata.nextLink"] = json!(format!("{base}{}", request.target));
+        return respond(200, body);
+    }
     if (page + 1) * PAGE < all.len() {
         body["@odata.nextLink"] = json!(format!(
             "{base}/v1.0/groups/{group}/transitiveMembers?$top={PAGE}&page={}",
@@ -457,4 +463,85 @@ fn group_sync_refuses_clearly_and_answers_to_azures_setting_name() {
         "t",
         "the sync worker runs on a standby"
     );
+}
+
+/// What the directory sends is chosen by people other than the DBA (a user's UPN, an app
+/// owner's display name, a group owner's members): none of it may stop the sync, weaken a
+/// group's MFA requirement, or undo a DBA's decision.
+#[test]
+fn group_sync_holds_against_what_the_directory_sends() {
+    let f = start(&[
+        "aad_auth.group_sync = on",
+        "aad_auth.group_sync_interval = '1h'",
+    ]);
+    let c = &f.cluster;
+    let (secure, plain) = (new_oid(), new_oid());
+    let (erin, evil, frank) = (new_oid(), new_oid(), new_oid());
+    c.admin(&format!(
+        "SELECT pgaadauth_create_principal_with_oid('secure_dbas', '{secure}', 'group', false, true)"
+    ));
+    f.dir.lock().unwrap().members.insert(
+        secure.clone(),
+        vec![
+            user(&erin, "erin@contoso.com"),
+            // a name PostgreSQL reserves: skipped, the rest synced
+            service(&evil, "pg_evil", "Application"),
+        ],
+    );
+    f.group(
+        "plain_group",
+        &plain,
+        vec![user(&frank, "frank@contoso.com")],
+    );
+    let rows = f.sync().expect("a reserved name must not stop the sync");
+    assert!(
+        rows.iter()
+            .any(|r| r.starts_with("pg_evil|secure_dbas|skipped: PostgreSQL reserves")),
+        "{rows:?}"
+    );
+    assert!(
+        rows.contains(&"erin@contoso.com|secure_dbas|granted".to_string()),
+        "{rows:?}"
+    );
+    // The group requires MFA, so its synced member does too.
+    assert_eq!(
+        f.label("erin@contoso.com"),
+        format!("aadauth,oid={erin},type=user,mfa")
+    );
+    let no_mfa = mint(
+        key(),
+        &header(&key().kid),
+        &with(
+            Claims::user(TENANT, &erin, "erin@contoso.com"),
+            "amr",
+            json!(["pwd"]),
+        ),
+    );
+    let refused = c
+        .sign_in("erin@contoso.com", &no_mfa)
+        .expect_err("a synced member of an MFA group signed in without MFA");
+    assert!(refused.contains("multi-factor"), "{refused}");
+    // A DBA's NOLOGIN on a synced role is not undone by the next run.
+    c.admin("ALTER ROLE \"frank@contoso.com\" NOLOGIN");
+    let rows = f.sync().unwrap();
+    assert!(
+        !rows
+            .iter()
+            .any(|r| r.starts_with("frank@contoso.com||login")),
+        "{rows:?}"
+    );
+    assert!(!f.login("frank@contoso.com"));
+    // Pages that go round in a loop end the run with an error, changing nothing.
+    f.dir.lock().unwrap().looping.push(plain.clone());
+    f.dir
+        .lock()
+        .unwrap()
+        .members
+        .get_mut(&secure)
+        .unwrap()
+        .retain(|o| o.id != erin);
+    let err = f.sync().expect_err("a looping directory");
+    assert!(err.contains("loop"), "{err}");
+    assert!(f.member("erin@contoso.com", "secure_dbas"));
+    c.assert_no_crash();
 }
