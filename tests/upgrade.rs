@@ -155,9 +155,11 @@ fn a_0_1_0_server_updates_in_place_and_keeps_every_principal() {
     );
     // The extension no longer holds on to the schema 0.1.0 was installed in.
     assert_eq!(
-        c.admin("SELECT count(*) FROM pg_depend WHERE classid = 'pg_extension'::regclass \
+        c.admin(
+            "SELECT count(*) FROM pg_depend WHERE classid = 'pg_extension'::regclass \
                  AND objid = (SELECT oid FROM pg_extension WHERE extname = 'aad_auth') \
-                 AND refclassid = 'pg_namespace'::regclass"),
+                 AND refclassid = 'pg_namespace'::regclass"
+        ),
         "0"
     );
     // The update gives what a fresh install of 0.2.0 gives, definitions and privileges alike.

@@ -544,7 +544,10 @@ mod tests {
             true,
             &[&dbas],
         );
-        assert_eq!(run(&[dbas.clone()], &m, &[group_role(&dbas), bob]), vec![]);
+        assert_eq!(
+            run(std::slice::from_ref(&dbas), &m, &[group_role(&dbas), bob]),
+            vec![]
+        );
     }
 
     #[test]
@@ -556,7 +559,7 @@ mod tests {
             &[&dbas],
         );
         let steps = run(
-            &[dbas.clone()],
+            std::slice::from_ref(&dbas),
             &members(&[(&dbas, vec![])]),
             &[group_role(&dbas), bob],
         );
@@ -589,7 +592,11 @@ mod tests {
         bob.login = false;
         bob.mark.as_mut().unwrap().login_removed = true;
         assert_eq!(
-            changes(&run(&[dbas.clone()], &m, &[group_role(&dbas), bob])),
+            changes(&run(
+                std::slice::from_ref(&dbas),
+                &m,
+                &[group_role(&dbas), bob]
+            )),
             vec![
                 row("bob@contoso.com", "dbas", "granted"),
                 row("bob@contoso.com", "", "login restored"),
@@ -607,7 +614,10 @@ mod tests {
             &[&dbas],
         );
         bob.login = false; // ALTER ROLE ... NOLOGIN by a DBA
-        assert_eq!(run(&[dbas.clone()], &m, &[group_role(&dbas), bob]), vec![]);
+        assert_eq!(
+            run(std::slice::from_ref(&dbas), &m, &[group_role(&dbas), bob]),
+            vec![]
+        );
     }
 
     #[test]
@@ -649,7 +659,7 @@ mod tests {
                 user(25, "carol@contoso.com"),
             ],
         )]);
-        let steps = run(&[dbas.clone()], &m, &[group_role(&dbas)]);
+        let steps = run(std::slice::from_ref(&dbas), &m, &[group_role(&dbas)]);
         assert_eq!(skipped(&steps), 6, "{steps:?}");
         assert!(changes(&steps).contains(&row("carol@contoso.com", "dbas", "granted")));
     }
@@ -661,20 +671,28 @@ mod tests {
         // An admin's role "x" bound to the member's oid under another name is not used: the
         // member gets a role of its own name.
         let x = bound(70, "x", 10, PrincipalType::User);
-        let steps = run(&[dbas.clone()], &m, &[group_role(&dbas), x.clone()]);
+        let steps = run(
+            std::slice::from_ref(&dbas),
+            &m,
+            &[group_role(&dbas), x.clone()],
+        );
         assert!(changes(&steps).contains(&row("alice@contoso.com", "", "created (user)")));
         assert!(!changes(&steps).iter().any(|c| c.0 == "x"));
         // A role of the member's own name bound to it is reused (and keeps its LOGIN when she
         // leaves: the sync did not create it).
         let alice = bound(71, "alice@contoso.com", 10, PrincipalType::User);
-        let steps = run(&[dbas.clone()], &m, &[group_role(&dbas), alice.clone()]);
+        let steps = run(
+            std::slice::from_ref(&dbas),
+            &m,
+            &[group_role(&dbas), alice.clone()],
+        );
         assert_eq!(
             changes(&steps),
             vec![row("alice@contoso.com", "dbas", "granted")]
         );
         let alice = marked(alice, false, &[&dbas]);
         let steps = run(
-            &[dbas.clone()],
+            std::slice::from_ref(&dbas),
             &members(&[(&dbas, vec![])]),
             &[group_role(&dbas), alice],
         );
@@ -689,7 +707,7 @@ mod tests {
         // ... unless someone but a superuser could grant it to itself.
         let mut held = bound(72, "alice@contoso.com", 10, PrincipalType::User);
         held.foreign_admins = true;
-        let steps = run(&[dbas.clone()], &m, &[group_role(&dbas), held]);
+        let steps = run(std::slice::from_ref(&dbas), &m, &[group_role(&dbas), held]);
         assert_eq!(skipped(&steps), 1, "{steps:?}");
         // The sync's own role wins over another role bound to the same member.
         let own = marked(
@@ -697,7 +715,11 @@ mod tests {
             true,
             &[&dbas],
         );
-        let steps = run(&[dbas.clone()], &m, &[group_role(&dbas), x, own]);
+        let steps = run(
+            std::slice::from_ref(&dbas),
+            &m,
+            &[group_role(&dbas), x, own],
+        );
         assert_eq!(steps, vec![]);
     }
 
@@ -708,11 +730,15 @@ mod tests {
         alice.member_of = [dbas.id].into();
         let roles = [group_role(&dbas), alice];
         assert_eq!(
-            run(&[dbas.clone()], &members(&[(&dbas, vec![])]), &roles),
+            run(
+                std::slice::from_ref(&dbas),
+                &members(&[(&dbas, vec![])]),
+                &roles
+            ),
             vec![]
         );
         let m = members(&[(&dbas, vec![user(10, "alice@contoso.com")])]);
-        assert_eq!(run(&[dbas.clone()], &m, &roles), vec![]);
+        assert_eq!(run(std::slice::from_ref(&dbas), &m, &roles), vec![]);
     }
 
     #[test]
@@ -729,7 +755,7 @@ mod tests {
             &[&rebound],
         );
         let steps = run(
-            &[rebound.clone()],
+            std::slice::from_ref(&rebound),
             &members(&[(&rebound, vec![])]),
             &[group_role(&rebound), bob],
         );
@@ -794,7 +820,11 @@ mod tests {
             vec![user(10, "bob@contoso.com"), user(11, "alice@contoso.com")],
         )]);
         let alice = bound(71, "alice@contoso.com", 11, PrincipalType::User);
-        let steps = run(&[secure.clone()], &m, &[group_role(&secure), alice]);
+        let steps = run(
+            std::slice::from_ref(&secure),
+            &m,
+            &[group_role(&secure), alice],
+        );
         assert!(steps.contains(&Step::Create {
             role: "bob@contoso.com".into(),
             oid: guid(10),
@@ -810,7 +840,11 @@ mod tests {
             true,
             &[],
         );
-        let steps = run(&[secure.clone()], &m, &[group_role(&secure), bob]);
+        let steps = run(
+            std::slice::from_ref(&secure),
+            &m,
+            &[group_role(&secure), bob],
+        );
         assert!(changes(&steps).contains(&row("bob@contoso.com", "", "mfa required")));
         assert!(changes(&steps).contains(&row("bob@contoso.com", "secure_dbas", "granted")));
     }
@@ -823,7 +857,7 @@ mod tests {
             bound(50, "bob@contoso.com", 10, PrincipalType::User),
         ];
         let m = members(&[(&dbas, vec![app(12, "bob@contoso.com")])]);
-        let steps = run(&[dbas.clone()], &m, &roles);
+        let steps = run(std::slice::from_ref(&dbas), &m, &roles);
         assert!(matches!(steps.as_slice(), [Step::Skip { .. }]), "{steps:?}");
     }
 
@@ -842,7 +876,7 @@ mod tests {
                 user(10, "bob@contoso.com"),
             ],
         )]);
-        let steps = run(&[dbas.clone()], &m, &[group_role(&dbas)]);
+        let steps = run(std::slice::from_ref(&dbas), &m, &[group_role(&dbas)]);
         assert_eq!(
             changes(&steps),
             vec![
@@ -856,7 +890,7 @@ mod tests {
     fn two_members_with_one_name_the_first_gets_it() {
         let dbas = group(1, "dbas");
         let m = members(&[(&dbas, vec![app(20, "worker"), app(21, "worker")])]);
-        let steps = run(&[dbas.clone()], &m, &[group_role(&dbas)]);
+        let steps = run(std::slice::from_ref(&dbas), &m, &[group_role(&dbas)]);
         assert_eq!(
             steps
                 .iter()
