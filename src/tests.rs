@@ -890,14 +890,21 @@ fn guc_defaults() {
     );
     // From the test configuration (lib.rs, pg_test::postgresql_conf_options).
     assert_eq!(show("aad_auth.tenant_id"), TENANT);
-    // Every setting is reloadable, not settable in a session.
+    // Every setting is reloadable, not settable in a session; but the database group sync's
+    // worker connects to, which takes a restart.
     assert_eq!(
         text(
             "SELECT string_agg(DISTINCT context, ',') FROM pg_catalog.pg_settings \
-             WHERE name LIKE 'aad\\_auth.%'"
+             WHERE (name LIKE 'aad\\_auth.%' OR name = 'pgaadauth.enable_group_sync') \
+               AND name <> 'aad_auth.group_sync_database'"
         )
         .as_deref(),
         Some("sighup")
+    );
+    assert_eq!(
+        text("SELECT context FROM pg_catalog.pg_settings WHERE name = 'aad_auth.group_sync_database'")
+            .as_deref(),
+        Some("postmaster")
     );
     assert_eq!(
         text("SELECT unit FROM pg_catalog.pg_settings WHERE name = 'aad_auth.clock_skew'")
