@@ -175,7 +175,8 @@ pub fn transitive_members(directory: &Directory, group: &Guid) -> Result<Vec<Mem
         // Between requests: cancel and statement_timeout (a session), shutdown (the worker).
         pgrx::check_for_interrupts!();
         // SAFETY: a plain read of a server global.
-        let in_worker = unsafe { pgrx::pg_sys::IsBackgroundWorker };
+        let in_worker =
+            unsafe { pgrx::pg_sys::MyBackendType } == pgrx::pg_sys::BackendType::B_BG_WORKER;
         if in_worker && pgrx::bgworkers::BackgroundWorker::sigterm_received() {
             return Err("the server is shutting down".into());
         }

@@ -164,9 +164,11 @@ fn read_state() -> State {
             "",
         )
     };
-    let rows: Vec<Row> = Spi::connect(|client| {
+    // `update` rather than `select`: a fresh snapshot for each read (`select` would reuse the
+    // calling statement's, taken before a run under way was waited for, and miss its roles).
+    let rows: Vec<Row> = Spi::connect_mut(|client| {
         client
-            .select(
+            .update(
                 "SELECT r.oid::pg_catalog.int8, r.rolname::pg_catalog.text, r.rolcanlogin, \
                  (SELECT l.label FROM pg_catalog.pg_shseclabel l WHERE l.objoid = r.oid \
                     AND l.classoid = 'pg_catalog.pg_authid'::pg_catalog.regclass AND l.provider = 'pgaadauth'), \
@@ -197,9 +199,9 @@ fn read_state() -> State {
             .collect::<Result<Vec<_>, pgrx::spi::Error>>()
     })
     .unwrap_or_else(|e| spi_failed(e));
-    let names: BTreeMap<u32, String> = Spi::connect(|client| {
+    let names: BTreeMap<u32, String> = Spi::connect_mut(|client| {
         client
-            .select(
+            .update(
                 "SELECT r.oid::pg_catalog.int8, r.rolname::pg_catalog.text FROM pg_catalog.pg_roles r",
                 None,
                 &[],

@@ -199,6 +199,15 @@ fn with_directory(extra: &[&str]) -> Fixture {
         ..Setup::default()
     });
     cluster.admin("CREATE EXTENSION aad_auth");
+    if extra.iter().any(|s| s.contains("group_sync = on")) {
+        // Let the worker's first run (at start, before the scripts make any group principal)
+        // end, so that the script's own call is the run that makes the changes.
+        cluster.wait_for(
+            "SELECT last_success IS NOT NULL FROM aad_auth_group_sync_status()",
+            "t",
+            30,
+        );
+    }
     Fixture {
         cluster,
         graph,
