@@ -694,6 +694,33 @@ pub fn refusal(answer: Answer) -> (String, String) {
     }
 }
 
+/// Percent-decodes a query string or form body (`+` is a space), as a stand-in for Graph reads it.
+pub fn decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The display name in a Graph request's `$filter=displayName eq '...'`.
+pub fn filtered_name(target: &str) -> String {
+    let query = decode(target.split_once('?').map_or("", |(_, q)| q));
+    let start = query.find("eq '").map(|i| i + 4).unwrap_or(query.len());
+    let end = query.rfind('\'').unwrap_or(query.len()).max(start);
+    query[start..end].replace("''", "'")
+}
+
 /// An HTTP request as a stub server saw it.
 #[derive(Debug, Clone)]
 pub struct Request {
