@@ -19,24 +19,8 @@ const GUEST_UPN: &str = "bob_fabrikam.com#EXT#@contoso.onmicrosoft.com";
 fn graph(request: &Request) -> Reply {
     let json = |status, v: Value| Reply::Respond(status, v.to_string());
     let path = request.target.split('?').next().unwrap_or("");
-    if request.method == "POST" && path == format!("/{TENANT}/oauth2/v2.0/token") {
-        let form = decode(&request.body);
-        return if form.contains(&format!("client_secret={SECRET}"))
-            && form.contains(&format!("client_id={CLIENT_ID}"))
-        {
-            json(
-                200,
-                json!({"token_type":"Bearer","expires_in":3599,"access_token":GRAPH_TOKEN}),
-            )
-        } else {
-            json(
-                401,
-                json!({"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided."}),
-            )
-        };
-    }
-    if request.header("Authorization") != Some(&format!("Bearer {GRAPH_TOKEN}")) {
-        return json(401, json!({"error":{"code":"InvalidAuthenticationToken"}}));
+    if let Some(reply) = graph_token_or_refusal(request, CLIENT_ID, SECRET, GRAPH_TOKEN) {
+        return reply;
     }
     let named = |items: &[(&str, &str)]| {
         let name = filtered_name(&request.target);

@@ -78,18 +78,8 @@ fn json_of(o: &Obj) -> Value {
 fn graph(dir: &Arc<Mutex<Directory>>, base: &str, request: &Request) -> Reply {
     let respond = |status, v: Value| Reply::Respond(status, v.to_string());
     let path = request.target.split('?').next().unwrap_or("");
-    if request.method == "POST" && path == format!("/{TENANT}/oauth2/v2.0/token") {
-        return if request.body.contains(SECRET) {
-            respond(
-                200,
-                json!({"token_type":"Bearer","expires_in":3599,"access_token":GRAPH_TOKEN}),
-            )
-        } else {
-            respond(401, json!({"error":"invalid_client"}))
-        };
-    }
-    if request.header("Authorization") != Some(&format!("Bearer {GRAPH_TOKEN}")) {
-        return respond(401, json!({"error":{"code":"InvalidAuthenticationToken"}}));
+    if let Some(reply) = graph_token_or_refusal(request, CLIENT_ID, SECRET, GRAPH_TOKEN) {
+        return reply;
     }
     let Some(group) = path
         .strip_prefix("/v1.0/groups/")

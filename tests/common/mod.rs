@@ -721,6 +721,39 @@ pub fn filtered_name(target: &str) -> String {
     query[start..end].replace("''", "'")
 }
 
+/// The part every Graph stand-in shares: Entra ID's client-credentials token endpoint for
+/// `TENANT` (a token for `client_id` with `secret`, else `invalid_client`), and the bearer check
+/// on every other request. `Some(reply)` ends the request; `None`: the stand-in answers it.
+pub fn graph_token_or_refusal(
+    request: &Request,
+    client_id: &str,
+    secret: &str,
+    token: &str,
+) -> Option<Reply> {
+    let json = |status, v: Value| Some(Reply::Respond(status, v.to_string()));
+    let path = request.target.split('?').next().unwrap_or("");
+    if request.method == "POST" && path == format!("/{TENANT}/oauth2/v2.0/token") {
+        let form = decode(&request.body);
+        return if form.contains(&format!("client_secret={secret}"))
+            && form.contains(&format!("client_id={client_id}"))
+        {
+            json(
+                200,
+                json!({"token_type":"Bearer","expires_in":3599,"access_token":token}),
+            )
+        } else {
+            json(
+                401,
+                json!({"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided."}),
+            )
+        };
+    }
+    if request.header("Authorization") != Some(&format!("Bearer {token}")) {
+        return json(401, json!({"error":{"code":"InvalidAuthenticationToken"}}));
+    }
+    None
+}
+
 /// An HTTP request as a stub server saw it.
 #[derive(Debug, Clone)]
 pub struct Request {
