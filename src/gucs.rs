@@ -95,25 +95,33 @@ pub fn configured_values() -> Vec<(&'static CStr, CString)> {
         .collect()
 }
 
+/// Whether `value` is valid for the setting `name`, as a reload of postgresql.conf or ALTER
+/// SYSTEM judges it: a dry run (changeVal = false) of PostgreSQL's own parsing and our check
+/// hooks, reporting a bad value at `elevel`.
+pub fn validates(name: &CStr, value: &CStr, elevel: i32) -> bool {
+    // SAFETY: valid C strings; changeVal = false only validates. A dry run answers -1 for a
+    // good value and 0 for a bad one.
+    let rc = unsafe {
+        pg_sys::set_config_option(
+            name.as_ptr(),
+            value.as_ptr(),
+            pg_sys::GucContext::PGC_SIGHUP,
+            pg_sys::GucSource::PGC_S_FILE,
+            pg_sys::GucAction::GUC_ACTION_SET,
+            false,
+            elevel,
+            false,
+        )
+    };
+    rc != 0
+}
+
 /// Reports each value of `configured` that PostgreSQL refused when the settings were defined:
 /// at WARNING, naming the setting and what sign-in does meanwhile (never silently defaulted).
 pub fn report_invalid(configured: &[(&'static CStr, CString)]) {
     for (name, value) in configured {
-        // SAFETY: a dry run (changeVal = false) of PostgreSQL's own parsing and our check hooks;
-        // its own report goes to DEBUG5, ours follows. A dry run answers -1 for a good value
-        // and 0 for a bad one.
-        let valid = unsafe {
-            pg_sys::set_config_option(
-                name.as_ptr(),
-                value.as_ptr(),
-                pg_sys::GucContext::PGC_SIGHUP,
-                pg_sys::GucSource::PGC_S_FILE,
-                pg_sys::GucAction::GUC_ACTION_SET,
-                false,
-                pg_sys::DEBUG5 as i32,
-                false,
-            )
-        } != 0;
+        // Its own report goes to DEBUG5; ours follows.
+        let valid = validates(name, value, pg_sys::DEBUG5 as i32);
         if !valid {
             let meanwhile = MEANWHILE
                 .iter()

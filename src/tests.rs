@@ -138,20 +138,7 @@ fn set_role(name: &str) {
 #[pg_extern]
 fn aad_validate_setting(name: &str, value: &str) -> bool {
     let (name, value) = (CString::new(name).unwrap(), CString::new(value).unwrap());
-    // SAFETY: valid C strings; changeVal = false only validates.
-    let rc = unsafe {
-        pg_sys::set_config_option(
-            name.as_ptr(),
-            value.as_ptr(),
-            pg_sys::GucContext::PGC_SIGHUP,
-            pg_sys::GucSource::PGC_S_FILE,
-            pg_sys::GucAction::GUC_ACTION_SET,
-            false,
-            pg_sys::PGERROR as i32,
-            false,
-        )
-    };
-    rc != 0
+    crate::gucs::validates(&name, &value, pg_sys::PGERROR as i32)
 }
 
 // ---------------------------------------------------------------------------------------------
