@@ -1,8 +1,11 @@
 //! aad-auth-mint: a local stand-in for Entra ID, for the demo and for manual tests.
 //!
 //!   aad-auth-mint keygen DIR [KID]        writes DIR/signing-key.der and DIR/jwks.json
-//!   aad-auth-mint user DIR TID OID UPN [--expired] [--mfa]
-//!   aad-auth-mint app DIR TID OID APPID [--expired]
+//!   aad-auth-mint user DIR TID OID UPN [--expired] [--mfa] [--lifetime=SECONDS]
+//!   aad-auth-mint app DIR TID OID APPID [--expired] [--lifetime=SECONDS]
+//!
+//! `--lifetime=SECONDS` mints a token that expires that many seconds from now (Entra ID's own
+//! last 60 to 90 minutes): the client-recipe tests use tokens of a few seconds.
 //!
 //! Tokens are printed on stdout. The signing key never leaves DIR.
 
@@ -13,7 +16,7 @@ use std::process::exit;
 
 fn usage() -> ! {
     eprintln!(
-        "usage:\n  aad-auth-mint keygen DIR [KID]\n  aad-auth-mint user DIR TID OID UPN [--expired] [--mfa]\n  aad-auth-mint app DIR TID OID APPID [--expired]"
+        "usage:\n  aad-auth-mint keygen DIR [KID]\n  aad-auth-mint user DIR TID OID UPN [--expired] [--mfa] [--lifetime=SECONDS]\n  aad-auth-mint app DIR TID OID APPID [--expired] [--lifetime=SECONDS]"
     );
     exit(2)
 }
@@ -79,6 +82,15 @@ fn main() {
                 claims = with(claims, "iat", json!(t));
                 claims = with(claims, "nbf", json!(t));
                 claims = with(claims, "exp", json!(t + 3600));
+            }
+            if let Some(lifetime) = flags.iter().find_map(|f| f.strip_prefix("--lifetime=")) {
+                let Ok(lifetime) = lifetime.parse::<i64>() else {
+                    usage()
+                };
+                let t = now();
+                claims = with(claims, "iat", json!(t));
+                claims = with(claims, "nbf", json!(t));
+                claims = with(claims, "exp", json!(t + lifetime));
             }
             if flags.contains(&"--mfa") {
                 claims = with(claims, "amr", json!(["pwd", "mfa"]));
