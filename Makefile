@@ -22,7 +22,7 @@ else
 TEST_VERSIONS := 15 18
 endif
 
-E2E_TESTS := e2e config keys principals directory load secrets attacks oauth poolers hardening upgrade migration groupsync azure_scripts
+E2E_TESTS := e2e config keys principals directory load secrets attacks oauth poolers hardening upgrade migration groupsync azure_scripts docs
 
 .PHONY: all setup build-deps test-deps build install package install-dev demo bench test test-core \
 	test-pg test-sql test-e2e test-package test-clients fuzz fmt lint clean

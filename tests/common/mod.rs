@@ -534,7 +534,7 @@ fn self_signed_certificate(dir: &Path) {
 }
 
 /// psql's output, or its error text.
-fn outcome(out: Output) -> Result<String, String> {
+pub fn outcome(out: Output) -> Result<String, String> {
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
     } else {
