@@ -19,6 +19,15 @@ stage=target/package/$name
 deb=dist/${name}_${version}_${arch}.deb
 
 echo "package: building aad_auth $version for PostgreSQL $PG (release) with $PG_CONFIG" >&2
+case $PG_CONFIG in
+    /usr/lib/postgresql/"$PG"/bin/pg_config) ;;
+    *) if ! grep -q '^#define ENABLE_GSS 1' "$("$PG_CONFIG" --includedir-server)/pg_config.h"; then
+           echo "package: warning: $PG_CONFIG was built without GSSAPI, so this library will not count" >&2
+           echo "package: GSS-encrypted connections as encrypted (aad_auth.require_secure_transport refuses" >&2
+           echo "package: them unless they also use SSL). For production, build on a machine with" >&2
+           echo "package: postgresql-server-dev-$PG from Debian or the PGDG repository." >&2
+       fi ;;
+esac
 rm -rf "$out" "$stage"
 cargo pgrx package --no-default-features --features "pg$PG" --pg-config "$PG_CONFIG" --out-dir "$out" >&2
 
