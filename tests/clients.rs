@@ -1,6 +1,6 @@
 //! The connection-pool recipes of docs/clients.md (issue 12, item 4), run by the real client
 //! libraries against a real cluster: psycopg 3 with psycopg_pool, SQLAlchemy, asyncpg and
-//! node-postgres (and pgjdbc where a JDK is installed). Tokens last 2 seconds and
+//! node-postgres (and pgjdbc where a JDK is installed). Tokens last 3 seconds and
 //! `aad_auth.clock_skew` is 0, so most of the connections a pool opens come after the first token
 //! has expired: each recipe must fetch a fresh token for each new connection, with no error.
 //! The same programs handing out their first token for ever (AAD_STATIC=1) must fail, which
@@ -16,8 +16,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-const ROLE: &str = "pool-user@contoso.com";
-
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
@@ -28,10 +26,10 @@ fn clients() -> PathBuf {
 
 struct Server {
     cluster: Cluster,
-    mint: Vec<String>,
+    keys: PathBuf,
 }
 
-/// One cluster for every recipe, with a principal and a minting command for 2-second tokens.
+/// One cluster for every recipe, and the signing key in a directory aad-auth-mint reads.
 fn server() -> &'static Server {
     static SERVER: OnceLock<Server> = OnceLock::new();
     SERVER.get_or_init(|| {
@@ -43,28 +41,37 @@ fn server() -> &'static Server {
             ..Setup::default()
         });
         cluster.admin("CREATE EXTENSION aad_auth");
-        let oid = new_oid();
-        cluster.principal(ROLE, &oid, "user");
         let keys = fresh_dir("client_keys");
         std::fs::write(keys.join("signing-key.der"), key().to_pkcs1_der()).expect("key");
         std::fs::write(keys.join("kid"), &key().kid).expect("kid");
-        let mint = root().join("target/debug/aad-auth-mint");
-        assert!(
-            mint.exists(),
-            "{} is missing: run `make test-clients` (it builds it)",
-            mint.display()
-        );
-        let mint = vec![
-            mint.to_string_lossy().into_owned(),
-            "user".into(),
-            keys.to_string_lossy().into_owned(),
-            TENANT.into(),
-            oid,
-            ROLE.into(),
-            "--lifetime=2".into(),
-        ];
-        Server { cluster, mint }
+        Server { cluster, keys }
     })
+}
+
+/// A principal of its own for the recipe `name` (so that the server log's refusals can be told
+/// apart per recipe), and the command that mints its tokens: they expire 3 seconds after they
+/// are minted (2 to 3 seconds, as `exp` is in whole seconds).
+fn principal_for(name: &str) -> (String, Vec<String>) {
+    let s = server();
+    let role = format!("pool-{name}@contoso.com");
+    let oid = new_oid();
+    s.cluster.principal(&role, &oid, "user");
+    let mint = root().join("target/debug/aad-auth-mint");
+    assert!(
+        mint.exists(),
+        "{} is missing: run `make test-clients` (it builds it)",
+        mint.display()
+    );
+    let mint = vec![
+        mint.to_string_lossy().into_owned(),
+        "user".into(),
+        s.keys.to_string_lossy().into_owned(),
+        TENANT.into(),
+        oid,
+        role.clone(),
+        "--lifetime=3".into(),
+    ];
+    (role, mint)
 }
 
 /// What a recipe program printed.
@@ -76,7 +83,7 @@ struct Run {
     errors: Vec<String>,
 }
 
-fn run(program: &[&str], static_token: bool) -> Run {
+fn run(program: &[&str], role: &str, mint: &[String], static_token: bool) -> Run {
     let s = server();
     // No recipe may hang the suite: each run takes about 7 seconds.
     let mut cmd = Command::new("timeout");
@@ -85,15 +92,15 @@ fn run(program: &[&str], static_token: bool) -> Run {
         .current_dir(clients())
         .env("AAD_HOST", "127.0.0.1")
         .env("AAD_PORT", s.cluster.port.to_string())
-        .env("AAD_USER", ROLE)
+        .env("AAD_USER", role)
         .env("AAD_DBNAME", "postgres")
         .env(
             "AAD_MINT",
-            aad_auth_testkit::serde_json::to_string(&s.mint).expect("json"),
+            aad_auth_testkit::serde_json::to_string(mint).expect("json"),
         )
         .env("AAD_STATIC", if static_token { "1" } else { "0" })
         .env("AAD_STEPS", "8")
-        .env("AAD_INTERVAL", "0.8")
+        .env("AAD_INTERVAL", "1.0")
         .env_remove("PGPASSWORD");
     let out = cmd
         .output()
@@ -124,7 +131,8 @@ fn run(program: &[&str], static_token: bool) -> Run {
 /// The recipe refreshes: every connection opened, many after the first token expired, one token
 /// each, no error. Without refreshing, the same program fails with the expiry refusal.
 fn check(name: &str, program: &[&str]) {
-    let fresh = run(program, false);
+    let (role, mint) = principal_for(name);
+    let fresh = run(program, &role, &mint, false);
     eprintln!("{name}: {fresh:?}");
     assert!(fresh.errors.is_empty(), "{name}: {:?}", fresh.errors);
     assert!(
@@ -140,8 +148,8 @@ fn check(name: &str, program: &[&str]) {
         "{name}: a token for every new connection: {fresh:?}"
     );
 
-    let before = expired_refusals();
-    let stale = run(program, true);
+    let before = expired_refusals(&role);
+    let stale = run(program, &role, &mint, true);
     eprintln!("{name} with one token for ever: {stale:?}");
     // Some pools report the server's message, others only that no connection came in time:
     // the server log says why.
@@ -150,21 +158,21 @@ fn check(name: &str, program: &[&str]) {
         "{name}: reusing the first token must fail once it has expired: {stale:?}"
     );
     assert!(
-        expired_refusals() > before,
+        expired_refusals(&role) > before,
         "{name}: the server refused the reused token as expired: {stale:?}"
     );
     server().cluster.assert_no_crash();
 }
 
-/// Sign-ins of ROLE the server refused because the token had expired, so far.
-fn expired_refusals() -> usize {
+/// Sign-ins of `role` the server refused because the token had expired, so far.
+fn expired_refusals(role: &str) -> usize {
     server()
         .cluster
         .log()
         .lines()
         .filter(|l| {
             l.contains("sign-in refused")
-                && l.contains(&format!("role=\"{ROLE}\""))
+                && l.contains(&format!("role=\"{role}\""))
                 && l.contains("reason=\"expired")
         })
         .count()

@@ -355,6 +355,31 @@ fn the_configuration_reference_matches_the_server() {
             s.name,
             s.context
         );
+        let default_line = field("Default");
+        let default_ok = if s.boot_val.is_empty() {
+            default_line.contains("empty")
+        } else {
+            default_line.contains(&s.boot_val)
+        };
+        assert!(
+            default_ok,
+            "{}: the section says `Default: {default_line}`, the server's default is {:?}",
+            s.name, s.boot_val
+        );
+        if s.vartype == "integer" {
+            let range_line = field("Range");
+            let numbers: Vec<&str> = range_line
+                .split(|c: char| !c.is_ascii_digit())
+                .filter(|n| !n.is_empty())
+                .collect();
+            assert!(
+                numbers.contains(&s.min_val.as_str()) && numbers.contains(&s.max_val.as_str()),
+                "{}: the section says `Range: {range_line}`, the server's range is {} to {}",
+                s.name,
+                s.min_val,
+                s.max_val
+            );
+        }
         let type_line = field("Type");
         let word = match s.vartype.as_str() {
             "bool" => "boolean",
@@ -460,10 +485,21 @@ fn the_readme_configuration_signs_a_principal_in() {
         .find(|s| s.len() == 36 && s.chars().filter(|c| *c == '-').count() == 4)
         .expect("the README's principal has an object id")
         .to_owned();
-    let conninfo = conninfo.replace(
-        "host=db.example.com",
-        &format!("host=127.0.0.1 port={}", c.port),
+    // It verifies the server before sending a token; here the server is this cluster, named
+    // localhost by its self-signed certificate, which stands in for the system's CAs.
+    assert!(
+        conninfo.contains("sslmode=verify-full") && conninfo.contains("sslrootcert=system"),
+        "the README connects with sslmode=verify-full sslrootcert=system: {conninfo}"
     );
+    let conninfo = conninfo
+        .replace(
+            "host=db.example.com",
+            &format!("host=localhost hostaddr=127.0.0.1 port={}", c.port),
+        )
+        .replace(
+            "sslrootcert=system",
+            &format!("sslrootcert={}", c.dir.join("server.crt").display()),
+        );
     let sign_in = |token: &str| {
         let out = Command::new(psql())
             .args([

@@ -13,7 +13,7 @@ public class PgjdbcRecipe {
     public static void main(String[] args) throws Exception {
         String url = "jdbc:postgresql://" + System.getenv("AAD_HOST") + ":" + System.getenv("AAD_PORT") + "/" + System.getenv("AAD_DBNAME");
         int steps = Integer.parseInt(System.getenv().getOrDefault("AAD_STEPS", "8"));
-        double interval = Double.parseDouble(System.getenv().getOrDefault("AAD_INTERVAL", "0.8"));
+        double interval = Double.parseDouble(System.getenv().getOrDefault("AAD_INTERVAL", "1.0"));
         Properties props = new Properties();
         props.setProperty("user", System.getenv("AAD_USER"));
         props.setProperty("authenticationPluginClassName", EntraTokenPlugin.class.getName());

@@ -3,7 +3,7 @@ documented recipe, verbatim."""
 
 import asyncio
 
-from harness import DBNAME, HOST, PORT, SSLMODE, USER, drive_async, entra_token_async
+from harness import DBNAME, HOST, PORT, SSL, USER, drive_async, entra_token_async
 
 
 async def main():
@@ -17,7 +17,7 @@ async def main():
         user=USER,
         database=DBNAME,
         password=entra_token_async,
-        ssl=SSLMODE,
+        ssl=SSL,
         min_size=1,
         max_size=10,
     )

@@ -24,10 +24,12 @@ HOST = os.environ["AAD_HOST"]
 PORT = int(os.environ["AAD_PORT"])
 USER = os.environ["AAD_USER"]
 DBNAME = os.environ["AAD_DBNAME"]
-SSLMODE = "disable"  # loopback; the documented recipes say verify-full
-CONNINFO = f"host={HOST} port={PORT} dbname={DBNAME} user={USER} sslmode={SSLMODE}"
+# Loopback without SSL here; the documented recipes verify the server's certificate.
+CONNINFO = f"host={HOST} port={PORT} dbname={DBNAME} user={USER} sslmode=disable"
+SSL_QUERY = {"sslmode": "disable"}
+SSL = False
 STEPS = int(os.environ.get("AAD_STEPS", "8"))
-INTERVAL = float(os.environ.get("AAD_INTERVAL", "0.8"))
+INTERVAL = float(os.environ.get("AAD_INTERVAL", "1.0"))
 
 _first = None
 tokens_fetched = 0

@@ -7,7 +7,7 @@ const { execFileSync } = require('node:child_process');
 const [HOST, PORT, USER, DBNAME] = ['AAD_HOST', 'AAD_PORT', 'AAD_USER', 'AAD_DBNAME'].map((k) => process.env[k]);
 const SSL = false; // loopback; the documented recipe verifies the server's certificate
 const STEPS = Number(process.env.AAD_STEPS || 8);
-const INTERVAL = Number(process.env.AAD_INTERVAL || 0.8);
+const INTERVAL = Number(process.env.AAD_INTERVAL || 1.0);
 const mint = JSON.parse(process.env.AAD_MINT);
 let first = null;
 let firstExpiry = null;

@@ -3,7 +3,7 @@ documented recipe, verbatim."""
 
 from contextlib import ExitStack
 
-from harness import DBNAME, HOST, PORT, SSLMODE, USER, drive, entra_token
+from harness import DBNAME, HOST, PORT, SSL_QUERY, USER, drive, entra_token
 
 # recipe: sqlalchemy
 from sqlalchemy import URL, create_engine, event, text
@@ -15,7 +15,7 @@ engine = create_engine(
         host=HOST,
         port=PORT,
         database=DBNAME,
-        query={"sslmode": SSLMODE},
+        query=SSL_QUERY,
     ),
     pool_size=5,
     max_overflow=5,
