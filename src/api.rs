@@ -56,6 +56,22 @@ pub(crate) fn require_admin(function: &str) -> pg_sys::Oid {
     caller
 }
 
+/// [`require_admin`] for the functions that change roles, which a hot standby cannot: refused
+/// there with PostgreSQL's read-only SQLSTATE (25006) and a hint to use the primary, before
+/// anything is attempted.
+fn require_admin_on_primary(function: &str) -> pg_sys::Oid {
+    let caller = require_admin(function);
+    // SAFETY: a plain read of the server's state.
+    if unsafe { pg_sys::RecoveryInProgress() } {
+        fail(
+            PgSqlErrorCode::ERRCODE_READ_ONLY_SQL_TRANSACTION,
+            format!("cannot execute {function} on a hot standby"),
+            "Manage principals on the primary: roles and their labels replicate to the standbys.",
+        );
+    }
+    caller
+}
+
 fn check_role_name(name: &str) {
     if name.is_empty() {
         fail(
@@ -225,7 +241,7 @@ fn pgaadauth_create_principal_with_oid(
     isadmin: Option<bool>,
     ismfa: Option<bool>,
 ) -> String {
-    require_admin("pgaadauth_create_principal_with_oid");
+    require_admin_on_primary("pgaadauth_create_principal_with_oid");
     let name = required(rolename, "roleName");
     let label = parse_label(
         required(objectid, "objectId"),
@@ -298,7 +314,7 @@ fn pgaadauth_create_principal(
     isadmin: Option<bool>,
     ismfa: Option<bool>,
 ) -> String {
-    require_admin("pgaadauth_create_principal");
+    require_admin_on_primary("pgaadauth_create_principal");
     let name = required(rolename, "roleName");
     let (admin, mfa) = (required(isadmin, "isAdmin"), required(ismfa, "isMfa"));
     check_role_name(name);
@@ -347,7 +363,7 @@ fn pgaadauth_update_principal_with_oid(
     isadmin: Option<bool>,
     ismfa: Option<bool>,
 ) -> String {
-    let caller = require_admin("pgaadauth_update_principal_with_oid");
+    let caller = require_admin_on_primary("pgaadauth_update_principal_with_oid");
     let name = required(rolename, "roleName");
     let label = parse_label(
         required(objectid, "objectId"),
@@ -377,7 +393,7 @@ fn pgaadauth_update_principal_with_oid(
 #[pg_extern]
 #[search_path(pg_catalog, pg_temp)]
 fn pgaadauth_drop_principal(rolename: Option<&str>) -> String {
-    let caller = require_admin("pgaadauth_drop_principal");
+    let caller = require_admin_on_primary("pgaadauth_drop_principal");
     let name = required(rolename, "roleName");
     let role = existing_role(name);
     if seclabel::label_text(role).is_none() {

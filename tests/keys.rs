@@ -271,6 +271,24 @@ fn a_hot_standby_fetches_keys_and_signs_in_principals_created_on_the_primary() {
             .unwrap(),
         "late@contoso.com"
     );
+    // the SQL API that changes roles says clearly that a standby cannot, and changes nothing;
+    // listing works there
+    for sql in [
+        format!("SELECT pgaadauth_create_principal_with_oid('nope@contoso.com', '{}', 'user', false, false)", new_oid()),
+        format!("SELECT pgaadauth_update_principal_with_oid('late@contoso.com', '{}', 'user', false, false)", new_oid()),
+        "SELECT pgaadauth_drop_principal('late@contoso.com')".to_string(),
+        "SELECT pgaadauth_create_principal('someone@contoso.com', false, false)".to_string(),
+    ] {
+        let err = standby.try_admin_verbose(&sql).expect_err("a standby refuses");
+        assert!(
+            err.contains("25006") && err.contains("on a hot standby") && err.contains("Manage principals on the primary"),
+            "{sql}: {err}"
+        );
+    }
+    assert_eq!(
+        standby.admin("SELECT count(*) FROM pgaadauth_list_principals(false) WHERE rolname = 'late@contoso.com'"),
+        "1"
+    );
     standby.assert_no_crash();
 }
 

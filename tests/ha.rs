@@ -1,0 +1,702 @@
+//! Entra sign-in across a Patroni cluster and its failovers (issue 13), on loopback: one etcd
+//! member and three Patroni-managed PostgreSQL nodes with aad_auth preloaded, each fetching the
+//! tenant's keys from its own JWKS stand-in (so each node's fetches are counted apart).
+//!
+//! Patroni's own connections never meet a token: its superuser connects over the unix socket
+//! (`use_unix_socket`, a `local ... peer` line aad_auth never checks), replication and pg_rewind
+//! connect with SCRAM on their own `host replication` and `host all postgres` lines, where aad_auth
+//! only vetoes roles bound to Entra principals. Clients use the `host all all ... trust` line that
+//! aad_auth governs.
+//!
+//! One test, in order: principals created on the leader sign in on every node (replicas read-only)
+//! within replication lag; 8 clients sign in continuously through a libpq multi-host string with
+//! `target_session_attrs=read-write` while the leader's postmaster is killed (SIGKILL) with every
+//! JWKS stand-in down; a replica is promoted, the SQL API works there, and the old leader rejoins as
+//! a replica and signs principals in from its saved keys; then the signing key rotates and every
+//! node picks it up with one fetch. It prints the longest gap in successful sign-ins and the
+//! fetch counts, and fails if a wrong token was ever accepted. Run by `make test-ha`.
+
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const SCOPE: &str = "aadha";
+/// Replicas streaming from this node (Patroni names each by its node name; pg_basebackup's own
+/// WAL stream, named pg_basebackup, is not a replica yet).
+const STREAMING_REPLICAS: &str = "SELECT count(*) FROM pg_stat_replication \
+     WHERE state = 'streaming' AND application_name LIKE 'node_'";
+const SUPERUSER_PASSWORD: &str = "patroni-superuser-secret";
+const REPLICATION_PASSWORD: &str = "patroni-replication-secret";
+
+fn spawn_logged(mut cmd: Command, log: &Path) -> Child {
+    let out = std::fs::File::create(log).expect("a log file");
+    let err = out.try_clone().expect("log file");
+    cmd.stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {cmd:?}: {e}"))
+}
+
+/// Kills `pattern`'s processes (by command line) and stops `data`'s server when this test
+/// process dies without cleaning up.
+fn watchdog(pattern: &str, data: Option<&Path>) {
+    let stop = data
+        .map(|d| {
+            format!(
+                "; runuser -u postgres -- {} -D '{}' -m immediate stop",
+                bindir().join("pg_ctl").display(),
+                d.display()
+            )
+        })
+        .unwrap_or_default();
+    let script = format!(
+        "while [ -d /proc/{pid} ]; do sleep 1; done; pkill -9 -f '{pattern}'{stop}",
+        pid = std::process::id()
+    );
+    let _ = Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+}
+
+struct Etcd {
+    child: Child,
+    client_port: u16,
+}
+
+impl Etcd {
+    fn start(dir: &Path) -> Etcd {
+        let client_port = free_port();
+        let peer_port = free_port();
+        let data = dir.join("etcd");
+        let mut cmd = Command::new("etcd");
+        cmd.args(["--name", "e1", "--data-dir"])
+            .arg(&data)
+            .arg(format!(
+                "--listen-client-urls=http://127.0.0.1:{client_port}"
+            ))
+            .arg(format!(
+                "--advertise-client-urls=http://127.0.0.1:{client_port}"
+            ))
+            .arg(format!("--listen-peer-urls=http://127.0.0.1:{peer_port}"))
+            .arg(format!(
+                "--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}"
+            ))
+            .arg(format!("--initial-cluster=e1=http://127.0.0.1:{peer_port}"))
+            .arg("--enable-v2=true");
+        let child = spawn_logged(cmd, &dir.join("etcd.log"));
+        watchdog(&data.display().to_string(), None);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", client_port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "etcd did not start: {}",
+                read(&dir.join("etcd.log"))
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Etcd { child, client_port }
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// One Patroni-managed PostgreSQL node.
+struct Node {
+    name: String,
+    dir: PathBuf,
+    port: u16,
+    config: PathBuf,
+    jwks: JwksServer,
+    patroni: Option<Child>,
+}
+
+impl Node {
+    fn new(base: &Path, name: &str, etcd: &Etcd, keys: &str) -> Node {
+        let dir = base.join(name);
+        std::fs::create_dir_all(&dir).expect("node dir");
+        let port = free_port();
+        let api = free_port();
+        let jwks = JwksServer::start(keys.to_owned());
+        let bin = bindir();
+        let config = dir.join("patroni.yml");
+        let yaml = format!(
+            r#"scope: {SCOPE}
+name: {name}
+log:
+  level: INFO
+restapi:
+  listen: 127.0.0.1:{api}
+  connect_address: 127.0.0.1:{api}
+etcd:
+  host: 127.0.0.1:{etcd}
+  protocol: http
+bootstrap:
+  dcs:
+    ttl: 10
+    loop_wait: 1
+    retry_timeout: 4
+    master_start_timeout: 0
+    maximum_lag_on_failover: 16777216
+    postgresql:
+      use_pg_rewind: true
+      remove_data_directory_on_rewind_failure: true
+      remove_data_directory_on_diverged_timelines: true
+      parameters:
+        wal_level: replica
+        hot_standby: "on"
+        max_wal_senders: 10
+        max_replication_slots: 10
+        wal_log_hints: "on"
+  initdb:
+    - encoding: UTF8
+    - data-checksums
+postgresql:
+  listen: 127.0.0.1:{port}
+  connect_address: 127.0.0.1:{port}
+  data_dir: {data}
+  bin_dir: {bin}
+  pgpass: {dir}/pgpass
+  use_unix_socket: true
+  authentication:
+    superuser:
+      username: postgres
+      password: {SUPERUSER_PASSWORD}
+    replication:
+      username: replicator
+      password: {REPLICATION_PASSWORD}
+  parameters:
+    unix_socket_directories: {dir}
+    shared_preload_libraries: aad_auth
+    aad_auth.tenant_id: {TENANT}
+    aad_auth.jwks_uri: {jwks_uri}
+    fsync: "off"
+    logging_collector: "on"
+    log_directory: log
+    log_filename: postgresql.log
+    log_line_prefix: "%m [%p] "
+  pg_hba:
+    - local all postgres peer
+    - local replication postgres peer
+    - host replication replicator 127.0.0.1/32 scram-sha-256
+    - host all postgres 127.0.0.1/32 scram-sha-256
+    - host all all 127.0.0.1/32 trust
+"#,
+            etcd = etcd.client_port,
+            data = dir.join("data").display(),
+            bin = bin.display(),
+            dir = dir.display(),
+            jwks_uri = jwks.uri(),
+        );
+        std::fs::write(&config, yaml).expect("patroni.yml");
+        give_to_postgres(&dir);
+        Node {
+            name: name.to_owned(),
+            dir,
+            port,
+            config,
+            jwks,
+            patroni: None,
+        }
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    fn start(&mut self) {
+        let mut cmd = Command::new("runuser");
+        cmd.args(["-u", "postgres", "--", "patroni"])
+            .arg(&self.config);
+        self.patroni = Some(spawn_logged(cmd, &self.dir.join("patroni.log")));
+        watchdog(&self.config.display().to_string(), Some(&self.data()));
+    }
+
+    /// The server's log: what it wrote before its logging collector started (Patroni keeps
+    /// that in its own log), then the collector's files.
+    fn server_log(&self) -> String {
+        let mut all = read(&self.dir.join("patroni.log"));
+        if let Ok(entries) = std::fs::read_dir(self.data().join("log")) {
+            let mut files: Vec<PathBuf> =
+                entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+            files.sort();
+            for f in files {
+                all.push_str(&read(&f));
+            }
+        }
+        all
+    }
+
+    fn diagnostics(&self) -> String {
+        format!(
+            "--- {} patroni.log (tail)\n{}\n--- server log (tail)\n{}",
+            self.name,
+            tail(&read(&self.dir.join("patroni.log")), 40),
+            tail(&self.server_log(), 40)
+        )
+    }
+
+    /// SQL as the superuser over the unix socket, as Patroni itself connects.
+    fn sql(&self, sql: &str) -> Result<String, String> {
+        let out = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(psql())
+            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
+            .arg(&self.dir)
+            .args(["-p", &self.port.to_string(), "-d", "postgres", "-c", sql])
+            .env("PGCONNECT_TIMEOUT", "3")
+            .output()
+            .expect("psql");
+        outcome(out)
+    }
+
+    fn in_recovery(&self) -> Option<bool> {
+        match self.sql("SELECT pg_is_in_recovery()").ok()?.as_str() {
+            "t" => Some(true),
+            "f" => Some(false),
+            _ => None,
+        }
+    }
+
+    fn postmaster_pid(&self) -> Option<i32> {
+        read(&self.data().join("postmaster.pid"))
+            .lines()
+            .next()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// A token sign-in over TCP on the governed line: `current_user` and whether the session is
+    /// read-only, or psql's error.
+    fn sign_in(&self, role: &str, token: &str) -> Result<String, String> {
+        let out = Command::new(psql())
+            .args([
+                "-X",
+                "-A",
+                "-t",
+                "-w",
+                "-c",
+                "SELECT current_user || ' ' || pg_is_in_recovery()",
+            ])
+            .arg(format!(
+                "host=127.0.0.1 port={} dbname=postgres user={role}",
+                self.port
+            ))
+            .env("PGPASSWORD", token)
+            .env("PGCONNECT_TIMEOUT", "5")
+            .output()
+            .expect("psql");
+        outcome(out)
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = Command::new("pkill")
+            .args(["-TERM", "-f", &self.config.display().to_string()])
+            .status();
+        if let Some(mut child) = self.patroni.take() {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(bindir().join("pg_ctl"))
+            .arg("-D")
+            .arg(self.data())
+            .args(["-m", "immediate", "stop"])
+            .output();
+    }
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+fn wait_until(what: &str, secs: u64, nodes: &[&Node], mut done: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !done() {
+        if start.elapsed() > Duration::from_secs(secs) {
+            let diag: Vec<String> = nodes.iter().map(|n| n.diagnostics()).collect();
+            panic!("waited {secs} s for {what}\n{}", diag.join("\n"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    start.elapsed()
+}
+
+fn leader(nodes: &[Node]) -> Option<usize> {
+    let leaders: Vec<usize> = (0..nodes.len())
+        .filter(|&i| nodes[i].in_recovery() == Some(false))
+        .collect();
+    (leaders.len() == 1).then(|| leaders[0])
+}
+
+fn token_for(key: &TestKey, oid: &str, upn: &str) -> String {
+    mint(key, &header(&key.kid), &Claims::user(TENANT, oid, upn))
+}
+
+/// What the continuous sign-ins saw.
+#[derive(Default)]
+struct LoadReport {
+    successes: Vec<Instant>,
+    failures: usize,
+    wrong_accepted: Vec<String>,
+    wrong_refused: usize,
+}
+
+#[test]
+fn entra_sign_in_survives_a_patroni_failover() {
+    assert!(
+        is_root(),
+        "the HA test runs Patroni and PostgreSQL as the postgres user: run as root"
+    );
+    let base = fresh_dir("ha");
+    give_to_postgres(&base);
+    let etcd = Etcd::start(&base);
+    let keys = jwks(&[key()]);
+    let mut nodes: Vec<Node> = ["node1", "node2", "node3"]
+        .iter()
+        .map(|n| Node::new(&base, n, &etcd, &keys))
+        .collect();
+
+    // 1. Bootstrap: node1 becomes the leader, then the others join as replicas.
+    let started = Instant::now();
+    nodes[0].start();
+    wait_until("node1 to lead", 90, &[&nodes[0]], || {
+        nodes[0].in_recovery() == Some(false)
+    });
+    nodes[1].start();
+    nodes[2].start();
+    wait_until(
+        "two streaming replicas",
+        120,
+        &nodes.iter().collect::<Vec<_>>(),
+        || {
+            nodes[0].sql(STREAMING_REPLICAS).as_deref() == Ok("2")
+                && nodes[1..].iter().all(|n| n.in_recovery() == Some(true))
+        },
+    );
+    eprintln!(
+        "ha: three nodes up in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    for n in &nodes {
+        let log = n.server_log();
+        assert!(
+            log.contains("aad_auth: governs") && log.contains("host all all 127.0.0.1/32 trust"),
+            "{}: aad_auth governs the clients' trust line Patroni wrote:\n{}",
+            n.name,
+            n.diagnostics()
+        );
+    }
+
+    // 2. Principals made on the leader sign in on every node, replicas read-only.
+    let alice = new_oid();
+    let svc = new_oid();
+    let l = 0;
+    nodes[l]
+        .sql("CREATE EXTENSION aad_auth")
+        .expect("CREATE EXTENSION on the leader");
+    nodes[l]
+        .sql(&format!(
+            "SELECT pgaadauth_create_principal_with_oid('alice@contoso.com', '{alice}', 'user', false, false); \
+             SELECT pgaadauth_create_principal_with_oid('svc-app', '{svc}', 'service', false, false)"
+        ))
+        .expect("principals on the leader");
+    let alice_token = token_for(key(), &alice, "alice@contoso.com");
+    let svc_token = mint(
+        key(),
+        &header(&key().kid),
+        &Claims::app(TENANT, &svc, &new_oid()),
+    );
+    for n in &nodes {
+        let lag = wait_until("the principal to replicate", 30, &[n], || {
+            n.sign_in("alice@contoso.com", &alice_token).is_ok()
+        });
+        let standby = n.in_recovery() == Some(true);
+        eprintln!(
+            "ha: alice signs in on {} ({}) after {:.2} s",
+            n.name,
+            if standby { "replica" } else { "leader" },
+            lag.as_secs_f64()
+        );
+        assert_eq!(
+            n.sign_in("alice@contoso.com", &alice_token).as_deref(),
+            Ok(format!(
+                "alice@contoso.com {}",
+                if standby { "true" } else { "false" }
+            )
+            .as_str())
+        );
+        assert!(
+            n.sign_in("svc-app", &svc_token).is_ok(),
+            "{}: the service principal signs in",
+            n.name
+        );
+        assert!(
+            n.sign_in("alice@contoso.com", &svc_token).is_err(),
+            "{}: another principal's token",
+            n.name
+        );
+        if standby {
+            let write = n.sql("CREATE TABLE t(x int)");
+            assert!(
+                write.is_err_and(|e| e.contains("read-only")),
+                "{}: replicas are read-only",
+                n.name
+            );
+        }
+    }
+    let fetches_before: Vec<usize> = nodes.iter().map(|n| n.jwks.requests()).collect();
+    eprintln!("ha: key fetches per node after start-up: {fetches_before:?}");
+    assert!(
+        fetches_before.iter().all(|&f| (1..=2).contains(&f)),
+        "each node fetched its keys at start: {fetches_before:?}"
+    );
+
+    // 3. Continuous sign-ins through a multi-host string, across the failover.
+    let hosts = "127.0.0.1,127.0.0.1,127.0.0.1";
+    let ports: Vec<String> = nodes.iter().map(|n| n.port.to_string()).collect();
+    let conninfo = format!(
+        "host={hosts} port={} dbname=postgres user=alice@contoso.com target_session_attrs=read-write connect_timeout=2",
+        ports.join(",")
+    );
+    let wrong_token = token_for(key(), &new_oid(), "alice@contoso.com");
+    let stop = Arc::new(AtomicBool::new(false));
+    let report = Arc::new(Mutex::new(LoadReport::default()));
+    let load_started = Instant::now();
+    let workers: Vec<_> = (0..8)
+        .map(|w| {
+            let (stop, report, conninfo) = (stop.clone(), report.clone(), conninfo.clone());
+            let (good, bad) = (alice_token.clone(), wrong_token.clone());
+            std::thread::spawn(move || {
+                let mut attempt = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    attempt += 1;
+                    let wrong = (attempt + w).is_multiple_of(4);
+                    let out = Command::new(psql())
+                        .args(["-X", "-A", "-t", "-w", "-c", "SELECT pg_is_in_recovery()"])
+                        .arg(&conninfo)
+                        .env("PGPASSWORD", if wrong { &bad } else { &good })
+                        .output()
+                        .expect("psql");
+                    let mut r = report.lock().unwrap();
+                    match (wrong, out.status.success()) {
+                        (true, true) => r
+                            .wrong_accepted
+                            .push(String::from_utf8_lossy(&out.stdout).into_owned()),
+                        (true, false) => r.wrong_refused += 1,
+                        (false, true) => r.successes.push(Instant::now()),
+                        (false, false) => r.failures += 1,
+                    }
+                    drop(r);
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(3));
+
+    // The key stand-ins go down, then the leader's postmaster is killed.
+    for n in &nodes {
+        n.jwks.set_mode(Mode::Fail);
+    }
+    let old = l;
+    let old_pid = nodes[old]
+        .postmaster_pid()
+        .expect("the leader's postmaster pid");
+    let killed = Instant::now();
+    let ok = Command::new("kill")
+        .args(["-9", &old_pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(ok.success());
+    let all: Vec<&Node> = nodes.iter().collect();
+    let promoted = wait_until("a replica to be promoted", 90, &all, || {
+        leader(&nodes).is_some_and(|i| i != old)
+    });
+    let new = leader(&nodes).expect("a new leader");
+    eprintln!(
+        "ha: {} promoted {:.1} s after the leader's postmaster was killed",
+        nodes[new].name,
+        promoted.as_secs_f64()
+    );
+    let rejoined = wait_until("the old leader to rejoin as a replica", 120, &all, || {
+        nodes[old].in_recovery() == Some(true)
+            && nodes[new].sql(STREAMING_REPLICAS).as_deref() == Ok("2")
+    });
+    eprintln!(
+        "ha: {} streaming from {} {:.1} s after the kill",
+        nodes[old].name,
+        nodes[new].name,
+        rejoined.as_secs_f64()
+    );
+    assert_ne!(
+        nodes[old].postmaster_pid(),
+        Some(old_pid),
+        "the old leader's server was restarted"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.join().expect("a load worker");
+    }
+    let load_ended = Instant::now();
+
+    // The old leader, restarted while every key stand-in was down, signs in from its saved keys.
+    assert_eq!(
+        nodes[old]
+            .sign_in("alice@contoso.com", &alice_token)
+            .as_deref(),
+        Ok("alice@contoso.com true"),
+        "{}",
+        nodes[old].diagnostics()
+    );
+    let fetches_failover: Vec<usize> = nodes.iter().map(|n| n.jwks.requests()).collect();
+    let during: Vec<usize> = fetches_failover
+        .iter()
+        .zip(&fetches_before)
+        .map(|(a, b)| a - b)
+        .collect();
+    eprintln!("ha: key fetch attempts per node during the failover (stand-ins down): {during:?}");
+    assert!(
+        during.iter().all(|&d| d <= 1),
+        "no fetch storm: at most one attempt per node: {during:?}"
+    );
+    for n in &nodes {
+        n.jwks.set_mode(Mode::Serve);
+    }
+
+    let r = report.lock().unwrap();
+    let mut times = r.successes.clone();
+    times.sort();
+    let mut gap = Duration::ZERO;
+    let mut prev = load_started;
+    for t in times.iter().chain(std::iter::once(&load_ended)) {
+        gap = gap.max(t.duration_since(prev));
+        prev = *t;
+    }
+    let after_kill = times.iter().filter(|t| **t > killed).count();
+    eprintln!(
+        "ha: load: {} good sign-ins ({} after the kill), {} failed attempts, {} wrong tokens refused, \
+         {} wrong tokens accepted; longest gap in successful sign-ins {:.2} s",
+        times.len(),
+        after_kill,
+        r.failures,
+        r.wrong_refused,
+        r.wrong_accepted.len(),
+        gap.as_secs_f64()
+    );
+    assert!(
+        r.wrong_accepted.is_empty(),
+        "a wrong token was accepted: {:?}",
+        r.wrong_accepted
+    );
+    assert!(r.wrong_refused > 0 && !times.is_empty());
+    assert!(after_kill > 0, "sign-ins succeeded after the failover");
+    drop(r);
+
+    // 4. The SQL API works on the new leader, and what it makes signs in on every node.
+    let bob = new_oid();
+    nodes[new]
+        .sql(&format!(
+            "SELECT pgaadauth_create_principal_with_oid('bob@contoso.com', '{bob}', 'user', false, false)"
+        ))
+        .expect("the SQL API on the new leader");
+    let bob_token = token_for(key(), &bob, "bob@contoso.com");
+    for n in &nodes {
+        wait_until("bob to replicate", 30, &[n], || {
+            n.sign_in("bob@contoso.com", &bob_token).is_ok()
+        });
+    }
+    let write_on_old = nodes[old].sql(&format!(
+        "SELECT pgaadauth_create_principal_with_oid('eve@contoso.com', '{}', 'user', false, false)",
+        new_oid()
+    ));
+    assert!(
+        write_on_old
+            .as_ref()
+            .is_err_and(|e| e
+                .contains("cannot execute pgaadauth_create_principal_with_oid on a hot standby")),
+        "the old leader is a standby now, and the SQL API says so: {write_on_old:?}"
+    );
+
+    // 5. The signing key rotates: every node picks it up on the first unknown key id, with one
+    // fetch each and no restart.
+    let rotated = TestKey::generate("ha-rotated-key");
+    for n in &nodes {
+        n.jwks.set_body(jwks(&[key(), &rotated]));
+    }
+    let pids: Vec<Option<i32>> = nodes.iter().map(|n| n.postmaster_pid()).collect();
+    let before: Vec<usize> = nodes.iter().map(|n| n.jwks.requests()).collect();
+    let new_token = token_for(&rotated, &alice, "alice@contoso.com");
+    for n in &nodes {
+        for _ in 0..3 {
+            assert!(
+                n.sign_in("alice@contoso.com", &new_token).is_ok(),
+                "{}: a token signed with the new key\n{}",
+                n.name,
+                n.diagnostics()
+            );
+        }
+    }
+    let rotation: Vec<usize> = nodes
+        .iter()
+        .zip(&before)
+        .map(|(n, b)| n.jwks.requests() - b)
+        .collect();
+    eprintln!("ha: key fetches per node for the rotation: {rotation:?}");
+    assert!(
+        rotation.iter().all(|&d| d == 1),
+        "one fetch per node per rotation: {rotation:?}"
+    );
+    assert_eq!(
+        pids,
+        nodes.iter().map(|n| n.postmaster_pid()).collect::<Vec<_>>(),
+        "no restart"
+    );
+    for n in &nodes {
+        let log = n.server_log();
+        // Patroni's own connections (superuser over the socket, replication and pg_rewind with
+        // SCRAM) were never refused by aad_auth.
+        for own in ["postgres", "replicator"] {
+            assert!(
+                !log.lines()
+                    .any(|l| l.contains("refused") && l.contains(&format!("role=\"{own}\""))),
+                "{}: aad_auth refused Patroni's {own}:\n{}",
+                n.name,
+                n.diagnostics()
+            );
+        }
+        assert!(
+            !log.contains(&alice_token) && !log.contains(&new_token),
+            "{}: no token in the log",
+            n.name
+        );
+    }
+    drop(nodes);
+    drop(etcd);
+}
