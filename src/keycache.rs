@@ -23,7 +23,7 @@
 
 use crate::gucs;
 use aad_auth_core::jwks::MAX_JWKS_BYTES;
-use aad_auth_core::refresh::RefreshState;
+use aad_auth_core::refresh::{RefreshState, UnknownKey};
 use aad_auth_core::KeySet;
 use pgrx::lwlock::PgLwLock;
 use pgrx::pg_shmem_init;
@@ -399,32 +399,45 @@ pub fn current() -> Result<Rc<KeySet>, KeysUnavailable> {
 
 /// For a sign-in whose key id is not cached (or with no keys at all): asks the worker for one
 /// refresh, unless one was granted less than `aad_auth.jwks_min_refresh_interval` ago, and
-/// waits for it, a few seconds at most and always less than `authentication_timeout`.
+/// waits for it, a few seconds at most and always less than `authentication_timeout`. A sign-in
+/// that comes while another's refresh is under way waits for that one (asking for nothing).
 /// Returns true when new keys were published meanwhile.
 pub fn refresh_and_wait() -> bool {
     if !matches!(Source::configured(), Some(Source::Uri(_))) {
         return false;
     }
     let policy = gucs::refresh_policy();
-    let (generation, attempts) = {
+    let wait = sign_in_wait();
+    let (generation, attempts, asked) = {
         let mut store = STORE.exclusive();
-        if store.worker_latch == 0 || !policy.may_force(store.last_forced, now()) {
+        if store.worker_latch == 0 {
             return false;
         }
-        store.last_forced = now();
-        store.requested = true;
-        (store.generation, store.attempts)
+        let now = now();
+        let wait_secs = i64::try_from(wait.as_secs()).unwrap_or(0) + 1;
+        match policy.on_unknown_key(store.last_forced, now, wait_secs) {
+            UnknownKey::Refuse => return false,
+            UnknownKey::JoinRefresh => (store.generation, store.attempts, false),
+            UnknownKey::Refresh => {
+                store.last_forced = now;
+                store.requested = true;
+                (store.generation, store.attempts, true)
+            }
+        }
     };
-    wake_worker();
-    let deadline = Instant::now() + sign_in_wait();
+    if asked {
+        wake_worker();
+    }
+    let deadline = Instant::now() + wait;
     while Instant::now() < deadline {
         nap(20);
         let store = STORE.share();
-        if store.attempts != attempts {
-            return store.generation != generation;
+        if store.attempts != attempts || store.generation != generation {
+            // A joined refresh may have ended just before this sign-in looked: check again.
+            return store.generation != generation || !asked;
         }
     }
-    false
+    !asked
 }
 
 /// Sleeps up to `ms` milliseconds on this process's latch, then answers pending interrupts

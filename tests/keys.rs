@@ -185,6 +185,41 @@ fn a_burst_of_unknown_key_ids_costs_at_most_one_fetch() {
     );
 }
 
+/// A rotation meets many clients at once: every concurrent sign-in with the new key id waits
+/// for the one refresh the first of them asked for, and all are accepted, for one fetch.
+#[test]
+fn concurrent_sign_ins_with_a_new_key_share_one_refresh_and_all_succeed() {
+    let server = JwksServer::start(jwks(&[key()]));
+    let c = Cluster::start(fetching_from(&server, &[]));
+    let oid = with_principal(&c, "crowd@contoso.com");
+    c.wait_for("SELECT generation > 0 FROM aad_auth_jwks_status()", "t", 10);
+    let before = server.requests();
+    server.set_body(jwks(&[key(), other_key()]));
+    let token = token_signed_by(other_key(), &oid);
+    let port = c.port;
+    let crowd: Vec<_> = (0..12)
+        .map(|_| {
+            let token = token.clone();
+            std::thread::spawn(move || {
+                RawClient::sign_in(port, "crowd@contoso.com", token.as_bytes())
+            })
+        })
+        .collect();
+    for client in crowd {
+        let answer = client.join().expect("a sign-in");
+        assert!(
+            matches!(answer, Answer::Ok),
+            "every concurrent sign-in with the new key is accepted: {answer:?}"
+        );
+    }
+    assert_eq!(
+        server.requests(),
+        before + 1,
+        "one fetch for the whole crowd"
+    );
+    c.assert_no_crash();
+}
+
 #[test]
 fn a_failed_refresh_keeps_the_last_good_keys() {
     let server = JwksServer::start(jwks(&[key()]));

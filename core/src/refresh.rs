@@ -53,6 +53,33 @@ impl RefreshPolicy {
     pub fn may_force(&self, last_forced: i64, now: i64) -> bool {
         last_forced == 0 || now.saturating_sub(last_forced) >= self.min_interval.max(0)
     }
+
+    /// What a sign-in with an unknown key id does, given when the last early refresh was
+    /// granted and how long a sign-in may wait for one (`wait`, seconds): ask for one; or, when
+    /// another sign-in asked within that wait, wait for that same refresh rather than fail at
+    /// once (a key rotation meets many clients at the same moment, and all of them must see the
+    /// one fetch it costs); or refuse without waiting.
+    pub fn on_unknown_key(&self, last_forced: i64, now: i64, wait: i64) -> UnknownKey {
+        if self.may_force(last_forced, now) {
+            UnknownKey::Refresh
+        } else if now.saturating_sub(last_forced) <= wait.max(0) {
+            UnknownKey::JoinRefresh
+        } else {
+            UnknownKey::Refuse
+        }
+    }
+}
+
+/// See [`RefreshPolicy::on_unknown_key`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnknownKey {
+    /// Ask the fetcher for an early refresh and wait for it.
+    Refresh,
+    /// Another sign-in's refresh is under way: wait for it, asking for nothing.
+    JoinRefresh,
+    /// Refuse now: the last early refresh is older than a sign-in's wait, and the next one is
+    /// not due yet.
+    Refuse,
 }
 
 #[cfg(test)]
@@ -110,6 +137,22 @@ mod tests {
         };
         assert!(P.fetch_due(&s, 1001, true));
         assert!(!P.fetch_due(&s, 1001, false));
+    }
+
+    #[test]
+    fn refresh_an_unknown_key_joins_a_refresh_under_way_and_never_asks_twice() {
+        // the first asks
+        assert_eq!(P.on_unknown_key(0, 1000, 3), UnknownKey::Refresh);
+        // those that come while it is under way wait for it
+        assert_eq!(P.on_unknown_key(1000, 1000, 3), UnknownKey::JoinRefresh);
+        assert_eq!(P.on_unknown_key(1000, 1003, 3), UnknownKey::JoinRefresh);
+        // later ones, inside the floor, are refused at once
+        assert_eq!(P.on_unknown_key(1000, 1004, 3), UnknownKey::Refuse);
+        assert_eq!(P.on_unknown_key(1000, 1299, 3), UnknownKey::Refuse);
+        // after the floor, a new refresh
+        assert_eq!(P.on_unknown_key(1000, 1300, 3), UnknownKey::Refresh);
+        // a clock that went back never joins a refresh from the future, nor asks again
+        assert_eq!(P.on_unknown_key(2000, 1000, 3), UnknownKey::JoinRefresh);
     }
 
     #[test]
