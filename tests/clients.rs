@@ -16,12 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn clients() -> PathBuf {
-    root().join("tests/clients")
+    repo_root().join("tests/clients")
 }
 
 struct Server {
@@ -56,7 +52,7 @@ fn principal_for(name: &str) -> (String, Vec<String>) {
     let role = format!("pool-{name}@contoso.com");
     let oid = new_oid();
     s.cluster.principal(&role, &oid, "user");
-    let mint = root().join("target/debug/aad-auth-mint");
+    let mint = repo_root().join("target/debug/aad-auth-mint");
     assert!(
         mint.exists(),
         "{} is missing: run `make test-clients` (it builds it)",
@@ -179,7 +175,7 @@ fn expired_refusals(role: &str) -> usize {
 }
 
 fn python() -> String {
-    let venv = root().join("target/clients/venv/bin/python");
+    let venv = repo_root().join("target/clients/venv/bin/python");
     assert!(
         venv.exists(),
         "{} is missing: run scripts/test-deps.sh (make test-clients does)",
@@ -243,7 +239,8 @@ fn pgjdbc_plugin_fetches_a_fresh_token_per_connection() {
 /// docs/clients.md quotes each recipe exactly as these programs run it.
 #[test]
 fn the_documented_recipes_are_the_tested_ones() {
-    let doc = std::fs::read_to_string(root().join("docs/clients.md")).expect("docs/clients.md");
+    let doc =
+        std::fs::read_to_string(repo_root().join("docs/clients.md")).expect("docs/clients.md");
     let files = [
         "psycopg_pool_recipe.py",
         "sqlalchemy_recipe.py",

@@ -17,17 +17,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
 /// The pages: README.md, SECURITY.md, CHANGELOG.md and docs/*.md.
 fn pages() -> Vec<PathBuf> {
     let mut pages: Vec<PathBuf> = ["README.md", "SECURITY.md", "CHANGELOG.md"]
         .iter()
-        .map(|p| root().join(p))
+        .map(|p| repo_root().join(p))
         .collect();
-    let mut docs: Vec<PathBuf> = std::fs::read_dir(root().join("docs"))
+    let mut docs: Vec<PathBuf> = std::fs::read_dir(repo_root().join("docs"))
         .expect("docs/")
         .map(|e| e.expect("entry").path())
         .filter(|p| p.extension().is_some_and(|x| x == "md"))
@@ -160,7 +156,7 @@ fn every_relative_link_and_anchor_resolves() {
                 page.parent().expect("parent").join(path)
             };
             let shown = page
-                .strip_prefix(root())
+                .strip_prefix(repo_root())
                 .unwrap_or(&page)
                 .display()
                 .to_string();
@@ -179,7 +175,7 @@ fn every_relative_link_and_anchor_resolves() {
 
 #[test]
 fn the_readme_is_short_and_links_every_page() {
-    let readme = std::fs::read_to_string(root().join("README.md")).expect("README.md");
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).expect("README.md");
     let lines = readme.lines().count();
     assert!(
         lines <= 200,
@@ -187,7 +183,7 @@ fn the_readme_is_short_and_links_every_page() {
     );
     for page in pages()
         .iter()
-        .filter(|p| p.parent() == Some(&root().join("docs")))
+        .filter(|p| p.parent() == Some(&repo_root().join("docs")))
     {
         let name = format!(
             "docs/{}",
@@ -291,7 +287,7 @@ fn the_configuration_reference_matches_the_server() {
     let c = Cluster::start(Setup::default());
     let settings = settings(&c);
     assert!(settings.len() >= 20, "the server reports its settings");
-    let path = root().join("docs/configuration.md");
+    let path = repo_root().join("docs/configuration.md");
     let doc = std::fs::read_to_string(&path).expect("docs/configuration.md");
     let start = doc.find(BEGIN).expect("the table's begin marker") + BEGIN.len();
     let end = doc.find(END).expect("the table's end marker");
@@ -396,7 +392,7 @@ fn the_configuration_reference_matches_the_server() {
 
 /// The one block of `info` in the README's section `heading`.
 fn readme_block(heading: &str, info: &str) -> String {
-    let readme = std::fs::read_to_string(root().join("README.md")).expect("README.md");
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).expect("README.md");
     let start = readme
         .find(&format!("\n## {heading}\n"))
         .unwrap_or_else(|| panic!("README.md has a section `## {heading}`"));
@@ -410,20 +406,7 @@ fn readme_block(heading: &str, info: &str) -> String {
 
 /// psql as the `postgres` operating-system user over the socket, as `sudo -u postgres psql`.
 fn psql_as_postgres(c: &Cluster, sql: &str) -> Result<String, String> {
-    let mut cmd = if is_root() {
-        let mut cmd = Command::new("runuser");
-        cmd.args(["-u", "postgres", "--"]).arg(psql());
-        cmd
-    } else {
-        Command::new(psql())
-    };
-    let out = cmd
-        .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
-        .arg(&c.dir)
-        .args(["-p", &c.port.to_string(), "-d", "postgres", "-c", sql])
-        .output()
-        .expect("psql");
-    outcome(out)
+    psql_as_os_postgres(&c.dir, c.port, sql)
 }
 
 #[test]
@@ -501,20 +484,11 @@ fn the_readme_configuration_signs_a_principal_in() {
             &format!("sslrootcert={}", c.dir.join("server.crt").display()),
         );
     let sign_in = |token: &str| {
-        let out = Command::new(psql())
-            .args([
-                "-X",
-                "-A",
-                "-t",
-                "-w",
-                "-c",
-                "SELECT current_user || ' ' || ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
-            ])
-            .arg(&conninfo)
-            .env("PGPASSWORD", token)
-            .output()
-            .expect("psql");
-        outcome(out)
+        outcome(psql_at(
+            &conninfo,
+            token,
+            "SELECT current_user || ' ' || ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+        ))
     };
     let token = mint(
         key(),
@@ -565,7 +539,7 @@ fn check_blocks(infos: &[&str], check: impl Fn(&Path) -> Result<(), String>) -> 
             std::fs::write(&file, &b.text).expect("write a block");
             if let Err(e) = check(&file) {
                 let shown = page
-                    .strip_prefix(root())
+                    .strip_prefix(repo_root())
                     .unwrap_or(&page)
                     .display()
                     .to_string();

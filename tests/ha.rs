@@ -57,20 +57,11 @@ fn watchdog(pattern: &str, data: Option<&Path>) {
             )
         })
         .unwrap_or_default();
-    // `[x]rest` matches "xrest" but not this shell's own command line, which holds "[x]rest".
+    // `[x]rest` matches "xrest" but not the watching shell's own command line, which holds
+    // "[x]rest".
     let mut chars = pattern.chars();
     let first = chars.next().unwrap_or('/');
-    let pattern = format!("[{first}]{}", chars.as_str());
-    let script = format!(
-        "while [ -d /proc/{pid} ]; do sleep 1; done; pkill -9 -f '{pattern}'{stop}",
-        pid = std::process::id()
-    );
-    let _ = Command::new("sh")
-        .args(["-c", &script])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn();
+    when_this_test_exits(&format!("pkill -9 -f '[{first}]{}'{stop}", chars.as_str()));
 }
 
 struct Etcd {
@@ -257,16 +248,7 @@ postgresql:
 
     /// SQL as the superuser over the unix socket, as Patroni itself connects.
     fn sql(&self, sql: &str) -> Result<String, String> {
-        let out = Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(psql())
-            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
-            .arg(&self.dir)
-            .args(["-p", &self.port.to_string(), "-d", "postgres", "-c", sql])
-            .env("PGCONNECT_TIMEOUT", "3")
-            .output()
-            .expect("psql");
-        outcome(out)
+        psql_as_os_postgres(&self.dir, self.port, sql)
     }
 
     fn in_recovery(&self) -> Option<bool> {
@@ -309,24 +291,14 @@ postgresql:
     /// A token sign-in over TCP on the governed line: `current_user` and whether the session is
     /// read-only, or psql's error.
     fn sign_in(&self, role: &str, token: &str) -> Result<String, String> {
-        let out = Command::new(psql())
-            .args([
-                "-X",
-                "-A",
-                "-t",
-                "-w",
-                "-c",
-                "SELECT current_user || ' ' || pg_is_in_recovery()",
-            ])
-            .arg(format!(
-                "host=127.0.0.1 port={} dbname=postgres user={role}",
+        outcome(psql_at(
+            &format!(
+                "host=127.0.0.1 port={} dbname=postgres user={role} connect_timeout=5",
                 self.port
-            ))
-            .env("PGPASSWORD", token)
-            .env("PGCONNECT_TIMEOUT", "5")
-            .output()
-            .expect("psql");
-        outcome(out)
+            ),
+            token,
+            "SELECT current_user || ' ' || pg_is_in_recovery()",
+        ))
     }
 }
 
@@ -425,12 +397,7 @@ fn sign_in_load(
             } else {
                 (conninfo.clone(), good.lock().unwrap().clone())
             };
-            let out = Command::new(psql())
-                .args(["-X", "-A", "-t", "-w", "-c", "SELECT pg_is_in_recovery()"])
-                .arg(&target)
-                .env("PGPASSWORD", &token)
-                .output()
-                .expect("psql");
+            let out = psql_at(&target, &token, "SELECT pg_is_in_recovery()");
             let stdout = String::from_utf8_lossy(&out.stdout).trim().to_owned();
             let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
             let mut r = report.lock().unwrap();
@@ -742,14 +709,13 @@ fn entra_sign_in_survives_a_patroni_failover() {
             (0..4).map(move |_| {
                 let token = token.clone();
                 std::thread::spawn(move || {
-                    let out = Command::new(psql())
-                        .args(["-X", "-A", "-t", "-w", "-c", "SELECT current_user"])
-                        .arg(format!(
+                    let out = psql_at(
+                        &format!(
                             "host=127.0.0.1 port={port} dbname=postgres user=alice@contoso.com"
-                        ))
-                        .env("PGPASSWORD", &token)
-                        .output()
-                        .expect("psql");
+                        ),
+                        &token,
+                        "SELECT current_user",
+                    );
                     (
                         port,
                         out.status.success(),

@@ -96,7 +96,7 @@ fn package_name() -> String {
 
 fn deb() -> PathBuf {
     let (_, arch) = run("dpkg", &["--print-architecture"]);
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(
+    repo_root().join(format!(
         "dist/{}_{VERSION}_{}.deb",
         package_name(),
         arch.trim()
@@ -298,7 +298,7 @@ fn stand_ins(rustc: Option<&str>, apt_knows: &str) -> PathBuf {
 }
 
 fn pgrx_version() -> String {
-    let manifest = std::fs::read_to_string(root_dir().join("Cargo.toml")).expect("Cargo.toml");
+    let manifest = std::fs::read_to_string(repo_root().join("Cargo.toml")).expect("Cargo.toml");
     manifest
         .lines()
         .find_map(|l| l.strip_prefix("pgrx = \"="))
@@ -307,15 +307,11 @@ fn pgrx_version() -> String {
         .to_owned()
 }
 
-fn root_dir() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
 /// scripts/build-deps.sh for PostgreSQL `pg`, with the stand-ins first on PATH (and no other
 /// Rust toolchain): its exit status, its messages and the calls the stand-ins recorded.
 fn build_deps(pg: &str, stand_ins: &Path) -> (bool, String, String) {
     let pgrx_home = fresh_dir("build_deps_pgrx");
-    let out = Command::new(root_dir().join("scripts/build-deps.sh"))
+    let out = Command::new(repo_root().join("scripts/build-deps.sh"))
         .env("PG", pg)
         .env_remove("PG_CONFIG")
         .env("PGRX_HOME", &pgrx_home)
@@ -334,6 +330,14 @@ fn build_deps(pg: &str, stand_ins: &Path) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
         calls,
     )
+}
+
+/// The `apt-get … install …` call the stand-ins recorded.
+fn apt_install(calls: &str) -> &str {
+    calls
+        .lines()
+        .find(|l| l.starts_with("apt-get") && l.contains(" install "))
+        .unwrap_or_else(|| panic!("build-deps installs the missing packages: {calls}"))
 }
 
 /// `make install` and `make package` install what building needs and nothing else: never a
@@ -357,10 +361,7 @@ fn build_dependencies_are_only_what_building_needs() {
     let bin = stand_ins(Some("1.95.0"), "15");
     let (ok, messages, calls) = build_deps("15", &bin);
     assert!(ok, "{messages}\n{calls}");
-    let install = calls
-        .lines()
-        .find(|l| l.starts_with("apt-get") && l.contains(" install "))
-        .unwrap_or_else(|| panic!("build-deps installs the missing packages: {calls}"));
+    let install = apt_install(&calls);
     let packages: BTreeSet<&str> = install
         .split_whitespace()
         .filter(|w| !w.starts_with('-'))
@@ -389,10 +390,7 @@ fn build_dependencies_are_only_what_building_needs() {
     let bin = stand_ins(Some("1.95.0"), "15");
     let (ok, messages, calls) = build_deps("18", &bin);
     assert!(ok, "{messages}\n{calls}");
-    let install = calls
-        .lines()
-        .find(|l| l.starts_with("apt-get") && l.contains(" install "))
-        .unwrap_or_else(|| panic!("build-deps installs the missing packages: {calls}"));
+    let install = apt_install(&calls);
     assert!(
         !install.contains("postgresql"),
         "no PostgreSQL package for 18 here: {install}"
@@ -403,7 +401,7 @@ fn build_dependencies_are_only_what_building_needs() {
 /// The Rust toolchain is checked first, and the message says what to install.
 #[test]
 fn build_dependencies_name_the_rust_toolchain_they_need() {
-    let need = std::fs::read_to_string(root_dir().join("Cargo.toml"))
+    let need = std::fs::read_to_string(repo_root().join("Cargo.toml"))
         .expect("Cargo.toml")
         .lines()
         .find_map(|l| l.strip_prefix("rust-version = \""))

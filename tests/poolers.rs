@@ -83,17 +83,7 @@ impl Pooler {
     }
 
     fn watchdog(&self) {
-        let script = format!(
-            "while [ -d /proc/{me} ]; do sleep 1; done; kill -KILL -- -{group} 2>/dev/null",
-            me = std::process::id(),
-            group = self.child.id()
-        );
-        let _ = Command::new("sh")
-            .args(["-c", &script])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
+        when_this_test_exits(&format!("kill -KILL -- -{} 2>/dev/null", self.child.id()));
     }
 
     fn wait_listening(&self) {

@@ -435,18 +435,15 @@ impl Cluster {
 
     /// psql over TCP (a governed line) with `password` as PGPASSWORD.
     pub fn psql(&self, role: &str, password: &str, sql: &str) -> Output {
-        Command::new(psql())
-            .args(["-X", "-A", "-t", "-w", "-c", sql])
-            .arg(format!(
+        psql_at(
+            &format!(
                 "host=127.0.0.1 port={} dbname=postgres user='{}'",
                 self.port,
                 role.replace('\'', "\\'")
-            ))
-            .env("PGPASSWORD", password)
-            .env("PGCONNECT_TIMEOUT", "20")
-            .env_remove("PGSERVICE")
-            .output()
-            .expect("psql")
+            ),
+            password,
+            sql,
+        )
     }
 
     /// Signs in with psql and returns `current_user`, or psql's error text.
@@ -531,6 +528,54 @@ fn self_signed_certificate(dir: &Path) {
         std::fs::Permissions::from_mode(0o600),
     )
     .expect("chmod server.key");
+}
+
+/// psql with `conninfo` (a libpq connection string) and `password` as PGPASSWORD, running
+/// `sql` with unaligned, tuples-only output; never prompts.
+pub fn psql_at(conninfo: &str, password: &str, sql: &str) -> Output {
+    Command::new(psql())
+        .args(["-X", "-A", "-t", "-w", "-c", sql])
+        .arg(conninfo)
+        .env("PGPASSWORD", password)
+        .env("PGCONNECT_TIMEOUT", "20")
+        .env_remove("PGSERVICE")
+        .output()
+        .expect("psql")
+}
+
+/// SQL as the `postgres` operating-system user (as `sudo -u postgres psql` does, so that a
+/// `local ... peer` line admits it) over the unix socket in `socket_dir`: the output, or psql's
+/// error text.
+pub fn psql_as_os_postgres(socket_dir: &Path, port: u16, sql: &str) -> Result<String, String> {
+    let mut cmd = as_owner(&psql());
+    let out = cmd
+        .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
+        .arg(socket_dir)
+        .args(["-p", &port.to_string(), "-d", "postgres", "-c", sql])
+        .env("PGCONNECT_TIMEOUT", "3")
+        .output()
+        .expect("psql");
+    outcome(out)
+}
+
+/// The repository's root directory.
+pub fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs the shell command `cleanup` (as root when the tests are) once this test process has
+/// gone, however it went: for servers and tools a panic or a kill would otherwise leave behind.
+pub fn when_this_test_exits(cleanup: &str) {
+    let script = format!(
+        "while [ -d /proc/{pid} ]; do sleep 1; done; {cleanup}",
+        pid = std::process::id()
+    );
+    let _ = Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
 }
 
 /// psql's output, or its error text.
