@@ -11,6 +11,7 @@
 # (scripts/test-deps.sh does those). Used by `make install`, `make package` and `make build`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 PG=${PG:-15}
 say() { echo "build-deps: $*" >&2; }
 
@@ -39,20 +40,7 @@ packages=(clang libclang-dev pkg-config libkrb5-dev libssl-dev gcc make dpkg-dev
 case $PG_CONFIG in
     /usr/lib/postgresql/"$PG"/bin/pg_config) packages+=("postgresql-server-dev-$PG") ;;
 esac
-missing=()
-for p in "${packages[@]}"; do
-    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    if [ "$(id -u)" != 0 ]; then
-        say "these packages are missing and installing them needs root: ${missing[*]}"
-        say "  sudo apt-get install ${missing[*]}"
-        exit 1
-    fi
-    say "installing ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+install_missing build-deps "${packages[@]}"
 if [ ! -f "$("$PG_CONFIG" --includedir-server)/postgres.h" ]; then
     say "$PG_CONFIG has no server headers ($("$PG_CONFIG" --includedir-server)/postgres.h is missing)"
     exit 1

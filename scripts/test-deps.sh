@@ -10,6 +10,7 @@
 #     tests/clients/node_modules.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 say() { echo "test-deps: $*" >&2; }
 
 packages=(postgresql-15 sudo python3 pgbouncer pgpool2 patroni etcd-server etcd-client)
@@ -23,36 +24,22 @@ PG=${PG:-15}
 case ${PG_CONFIG:-$(scripts/pg-config.sh "$PG")} in
     /usr/lib/postgresql/"$PG"/bin/pg_config) packages+=("postgresql-$PG") ;;
 esac
-missing=()
-for p in "${packages[@]}"; do
-    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+install_missing test-deps "${packages[@]}"
+# Only the services this run installed: a host's own poolers or Patroni are left alone.
+for pair in pgbouncer:pgbouncer pgpool2:pgpool2 patroni:patroni etcd-server:etcd; do
+    case " ${MISSING[*]} " in
+        *" ${pair%%:*} "*)
+            service "${pair#*:}" stop >/dev/null 2>&1 || true
+            update-rc.d -f "${pair#*:}" remove >/dev/null 2>&1 || true ;;
+    esac
 done
-if [ ${#missing[@]} -gt 0 ]; then
-    if [ "$(id -u)" != 0 ]; then
-        say "these packages are missing and installing them needs root: ${missing[*]}"
-        exit 1
-    fi
-    say "installing ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    # Only the services this run installed: a host's own poolers or Patroni are left alone.
-    for pair in pgbouncer:pgbouncer pgpool2:pgpool2 patroni:patroni etcd-server:etcd; do
-        case " ${missing[*]} " in
-            *" ${pair%%:*} "*)
-                service "${pair#*:}" stop >/dev/null 2>&1 || true
-                update-rc.d -f "${pair#*:}" remove >/dev/null 2>&1 || true ;;
-        esac
-    done
-fi
 
 # Python clients, in their own environment (never the system's site-packages).
 venv=target/clients/venv
 if ! cmp -s tests/clients/requirements.txt "$venv/requirements.txt"; then
     say "installing the Python client libraries (tests/clients/requirements.txt)"
     if ! python3 -m venv "$venv" >/dev/null 2>&1; then
-        [ "$(id -u)" = 0 ] || { say "python3 -m venv failed: install python3-venv"; exit 1; }
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+        install_missing test-deps python3-venv
         python3 -m venv "$venv"
     fi
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/clients/requirements.txt
