@@ -324,6 +324,25 @@ fn a_hot_standby_fetches_keys_and_signs_in_principals_created_on_the_primary() {
         standby.admin("SELECT count(*) FROM pgaadauth_list_principals(false) WHERE rolname = 'late@contoso.com'"),
         "1"
     );
+    // someone who may not manage principals still learns only that, on a standby too
+    primary.admin("CREATE ROLE not_an_admin NOLOGIN");
+    standby.wait_for(
+        "SELECT count(*) FROM pg_roles WHERE rolname = 'not_an_admin'",
+        "1",
+        10,
+    );
+    let err = standby
+        .try_admin_verbose(&format!(
+            "SET ROLE not_an_admin; SELECT pgaadauth_create_principal_with_oid('nope@contoso.com', '{}', 'user', true, false)",
+            new_oid()
+        ))
+        .expect_err("a non-admin is refused");
+    assert!(
+        err.contains("42501")
+            && err.contains("permission denied for function")
+            && !err.contains("hot standby"),
+        "{err}"
+    );
     standby.assert_no_crash();
 }
 
