@@ -29,7 +29,7 @@ else
 TEST_VERSIONS := 15 18
 endif
 
-E2E_TESTS := e2e config keys principals directory load secrets attacks oauth poolers hardening upgrade migration groupsync azure_scripts docs
+E2E_TESTS := e2e config keys principals directory load secrets attacks oauth poolers hardening upgrade migration groupsync azure_scripts docs sessions
 
 .PHONY: all setup build-deps test-deps build install package install-dev demo bench test test-core \
 	test-pg test-sql test-e2e test-package test-clients test-ha fuzz fmt lint clean

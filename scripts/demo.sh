@@ -65,6 +65,10 @@ if PGPASSWORD=$EXPIRED psql -X "host=127.0.0.1 port=$PORT dbname=postgres user=$
 fi
 sed 's/^/    psql: /' "$DIR/refused.txt"
 
+say "sign-in statistics (aad_auth_sign_in_stats(), for admins; unix-socket sessions are not counted)"
+psql -X -h "$DIR" -p "$PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 \
+    -c "SELECT rolname, accepted, refused, refused_by->>'expired' AS expired FROM aad_auth_sign_in_stats()"
+
 say "the server log (one line per Entra sign-in)"
 grep -h "aad_auth: sign-in" "$DIR/server.log" | sed 's/^/    log: /'
 

@@ -136,3 +136,68 @@ AS 'MODULE_PATHNAME', 'aad_auth_group_sync_status_wrapper';
 
 REVOKE EXECUTE ON FUNCTION pg_catalog.aad_auth_group_sync_status() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION pg_catalog.aad_auth_group_sync_status() TO azure_pg_admin;
+
+-- Sign-in statistics and live sessions (new in 0.2.0).
+CREATE FUNCTION pg_catalog.aad_auth_reset_sign_in_stats() RETURNS void
+STRICT
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'aad_auth_reset_sign_in_stats_wrapper';
+
+CREATE FUNCTION pg_catalog.aad_auth_sessions_rows() RETURNS TABLE (
+	"pid" INT,
+	"rolname" TEXT,
+	"oid" TEXT,
+	"principal_type" TEXT,
+	"name" TEXT,
+	"tenant" TEXT,
+	"token_expires" timestamp with time zone,
+	"method" TEXT
+)
+STRICT
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'aad_auth_sessions_rows_wrapper';
+
+CREATE FUNCTION pg_catalog.aad_auth_sessions()
+RETURNS TABLE(pid int, rolname name, oid text, principal_type text, name text, tenant text,
+              token_expires timestamptz, method text)
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT s.pid, s.rolname::name, s.oid, s.principal_type, s.name, s.tenant, s.token_expires,
+           s.method
+    FROM pg_catalog.aad_auth_sessions_rows() AS s
+    ORDER BY s.pid
+$fn$;
+REVOKE EXECUTE ON FUNCTION pg_catalog.aad_auth_sessions_rows() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION pg_catalog.aad_auth_sessions() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pg_catalog.aad_auth_sessions_rows() TO azure_pg_admin;
+GRANT EXECUTE ON FUNCTION pg_catalog.aad_auth_sessions() TO azure_pg_admin;
+
+CREATE FUNCTION pg_catalog.aad_auth_sign_in_stats_rows() RETURNS TABLE (
+	"rolname" TEXT,
+	"accepted" bigint,
+	"refused" bigint,
+	"refused_by" jsonb,
+	"last_accepted" timestamp with time zone,
+	"last_refused" timestamp with time zone
+)
+STRICT
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'aad_auth_sign_in_stats_rows_wrapper';
+
+CREATE FUNCTION pg_catalog.aad_auth_sign_in_stats()
+RETURNS TABLE(rolname name, accepted bigint, refused bigint, refused_by jsonb,
+              last_accepted timestamptz, last_refused timestamptz)
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT s.rolname::name, s.accepted, s.refused, s.refused_by, s.last_accepted, s.last_refused
+    FROM pg_catalog.aad_auth_sign_in_stats_rows() AS s
+    ORDER BY s.rolname NULLS LAST
+$fn$;
+REVOKE EXECUTE ON FUNCTION pg_catalog.aad_auth_sign_in_stats_rows() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION pg_catalog.aad_auth_sign_in_stats() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION pg_catalog.aad_auth_reset_sign_in_stats() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pg_catalog.aad_auth_sign_in_stats_rows() TO azure_pg_admin;
+GRANT EXECUTE ON FUNCTION pg_catalog.aad_auth_sign_in_stats() TO azure_pg_admin;
+GRANT EXECUTE ON FUNCTION pg_catalog.aad_auth_reset_sign_in_stats() TO azure_pg_admin;

@@ -43,4 +43,19 @@ unsafe extern "C-unwind" {
     pub fn aad_auth_port_info(port: *mut pg_sys::Port, out: *mut AadPortInfo);
     pub fn aad_auth_recv_password(port: *mut pg_sys::Port, len: *mut c_int) -> *mut c_char;
     pub fn aad_auth_set_identity(port: *mut pg_sys::Port, id: *const c_char);
+    pub fn aad_auth_shmem_zeroed(name: *const c_char, size: usize) -> *mut std::ffi::c_void;
+    pub fn aad_auth_labels_of(
+        provider: *const c_char,
+        roles: *const pg_sys::Oid,
+        n: c_int,
+        labels: *mut *mut c_char,
+    );
 }
+
+extern "C" {
+    /// POSIX `kill(2)`.
+    pub fn kill(pid: i32, sig: i32) -> i32;
+}
+
+/// `SIGTERM` on Linux.
+pub const SIGTERM: i32 = 15;

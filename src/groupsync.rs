@@ -109,8 +109,8 @@ impl Running {
             {
                 let mut status = STATUS.exclusive();
                 // SAFETY: kill with signal 0 only asks whether the process exists.
-                let alive =
-                    status.running_pid != 0 && unsafe { libc_kill(status.running_pid, 0) } == 0;
+                let alive = status.running_pid != 0
+                    && unsafe { crate::ffi_decls::kill(status.running_pid, 0) } == 0;
                 if !alive {
                     status.running_pid = this_pid();
                     status.last_started = now();
@@ -133,11 +133,6 @@ impl Drop for Running {
             status.running_pid = 0;
         }
     }
-}
-
-extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, sig: i32) -> i32;
 }
 
 /// What the sync reads of the catalogs: the group principals, the roles it may touch, and

@@ -40,6 +40,23 @@ static AZURE_GROUP_SYNC: GucSetting<bool> = GucSetting::<bool>::new(false);
 static GROUP_SYNC_INTERVAL: GucSetting<i32> = GucSetting::<i32>::new(1800);
 static GROUP_SYNC_DATABASE: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"postgres"));
+static SIGN_IN_STATS_MAX: GucSetting<i32> = GucSetting::<i32>::new(1000);
+static SESSION_LIFETIME: GucSetting<SessionLifetime> =
+    GucSetting::<SessionLifetime>::new(SessionLifetime::Unlimited);
+static SESSION_GRACE: GucSetting<i32> = GucSetting::<i32>::new(300);
+static REVOKE_LIVE_SESSIONS: GucSetting<bool> = GucSetting::<bool>::new(false);
+
+/// `aad_auth.session_lifetime`, as PostgreSQL sees it.
+#[derive(Clone, Copy, PartialEq, Eq, PostgresGucEnum)]
+pub enum SessionLifetime {
+    #[name = c"unlimited"]
+    Unlimited,
+    #[name = c"token"]
+    Token,
+}
+
+/// Bounds of `aad_auth.sign_in_stats_max` (entries of about 200 bytes each).
+pub const SIGN_IN_STATS_MAX_RANGE: (i32, i32) = (16, 100_000);
 
 /// `aad_auth.require_secure_transport`, as PostgreSQL sees it.
 #[derive(Clone, Copy, PartialEq, Eq, PostgresGucEnum)]
@@ -79,6 +96,10 @@ const MEANWHILE: &[(&CStr, &str)] = &[
     (c"pgaadauth.enable_group_sync", "group members are not synced (off)"),
     (c"aad_auth.group_sync_interval", "group members are synced every 30 minutes"),
     (c"aad_auth.group_sync_database", "group sync connects to the database postgres"),
+    (c"aad_auth.sign_in_stats_max", "sign-in statistics keep 1000 roles"),
+    (c"aad_auth.session_lifetime", "sessions signed in with a token last until they end (unlimited)"),
+    (c"aad_auth.session_grace", "a session outlives its token by 5 minutes when aad_auth.session_lifetime = token"),
+    (c"aad_auth.revoke_live_sessions", "dropping or rebinding a principal does not end its live sessions (off)"),
 ];
 
 /// The values postgresql.conf gives the settings before they are defined (PostgreSQL holds
@@ -336,6 +357,42 @@ pub fn init() {
         GucContext::Postmaster,
         GucFlags::default(),
     );
+    GucRegistry::define_int_guc(
+        c"aad_auth.sign_in_stats_max",
+        c"How many roles aad_auth_sign_in_stats() keeps counts for.",
+        c"Roles beyond it are counted under one row with a null rolname; names that are no role take at most half of the table.",
+        &SIGN_IN_STATS_MAX,
+        SIGN_IN_STATS_MAX_RANGE.0,
+        SIGN_IN_STATS_MAX_RANGE.1,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_enum_guc(
+        c"aad_auth.session_lifetime",
+        c"Whether a session signed in with a token ends when the token expires.",
+        c"unlimited: sessions last until they end (as on Azure); token: a token session ends once exp + aad_auth.session_grace has passed.",
+        &SESSION_LIFETIME,
+        ctx,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"aad_auth.session_grace",
+        c"How long a session outlives its token with aad_auth.session_lifetime = token.",
+        c"",
+        &SESSION_GRACE,
+        0,
+        7 * 24 * 3600,
+        ctx,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_bool_guc(
+        c"aad_auth.revoke_live_sessions",
+        c"End the live sessions of a principal whose role is dropped, rebound or unlabelled.",
+        c"Checked every second by the aad_auth session monitor.",
+        &REVOKE_LIVE_SESSIONS,
+        ctx,
+        GucFlags::default(),
+    );
     GucRegistry::define_bool_guc(
         c"aad_auth.log_logins",
         c"Log one line per Entra ID sign-in, accepted or refused.",
@@ -456,6 +513,28 @@ pub fn secure_transport() -> SecureTransport {
         Transport::Strict => SecureTransport::Strict,
         Transport::Off => SecureTransport::Off,
     }
+}
+
+/// `aad_auth.sign_in_stats_max` (fixed at server start).
+pub fn sign_in_stats_max() -> usize {
+    usize::try_from(SIGN_IN_STATS_MAX.get()).unwrap_or(1000)
+}
+
+/// `aad_auth.session_lifetime`.
+pub fn session_lifetime() -> aad_auth_core::sessions::Lifetime {
+    match SESSION_LIFETIME.get() {
+        SessionLifetime::Unlimited => aad_auth_core::sessions::Lifetime::Unlimited,
+        SessionLifetime::Token => aad_auth_core::sessions::Lifetime::Token,
+    }
+}
+
+/// `aad_auth.session_grace`, in seconds.
+pub fn session_grace() -> i64 {
+    i64::from(SESSION_GRACE.get())
+}
+
+pub fn revoke_live_sessions() -> bool {
+    REVOKE_LIVE_SESSIONS.get()
 }
 
 /// `aad_auth.failure_delay`.

@@ -17,8 +17,10 @@ use crate::error::Refusal;
 use crate::ffi_decls::{
     self, AadPortInfo, ClientAuthenticationHook, METHOD_PASSWORD, METHOD_TRUST,
 };
-use crate::{gucs, keycache, seclabel};
+use crate::sessions::{self, Method};
+use crate::{gucs, keycache, seclabel, stats};
 use aad_auth_core::escape::{escaped, quoted};
+use aad_auth_core::sessions::Reason;
 use aad_auth_core::{transport, Label, Outcome, TokenError};
 use pgrx::prelude::*;
 use std::ffi::{c_char, c_int, CStr, CString};
@@ -100,6 +102,21 @@ impl Connection {
         transport::credential_allowed(gucs::secure_transport(), self.encrypted, self.peer)
     }
 
+    /// Counts a sign-in as accepted, or refused for `reason` (`aad_auth_sign_in_stats()`).
+    pub(crate) fn count(&self, outcome: Result<(), Reason>) {
+        stats::count(
+            self.role.to_bytes(),
+            || seclabel::role_oid(&self.role).is_some(),
+            outcome,
+        );
+    }
+
+    /// Counts the refusal and ends the connection with it.
+    pub(crate) fn refuse(&self, reason: Reason, refusal: Refusal) -> ! {
+        self.count(Err(reason));
+        refusal.raise()
+    }
+
     pub(crate) fn transport_refusal(&self) -> Refusal {
         Refusal::Transport {
             role: self.role_display(),
@@ -129,16 +146,20 @@ unsafe extern "C-unwind" fn client_authentication(port: *mut pg_sys::Port, statu
             // A labelled role has no password of its own to sign in with (it was cleared when
             // it was bound; one set since must not open it).
             if seclabel::role_label(&conn.role).is_some() {
-                Refusal::LabelledPassword {
-                    role: conn.role_display(),
-                }
-                .raise()
+                conn.refuse(
+                    Reason::Password,
+                    Refusal::LabelledPassword {
+                        role: conn.role_display(),
+                    },
+                )
             }
             if !gucs::password_auth() {
-                Refusal::PasswordDisabled {
-                    role: conn.role_display(),
-                }
-                .raise()
+                conn.refuse(
+                    Reason::Password,
+                    Refusal::PasswordDisabled {
+                        role: conn.role_display(),
+                    },
+                )
             }
         }
         _ => {}
@@ -148,14 +169,16 @@ unsafe extern "C-unwind" fn client_authentication(port: *mut pg_sys::Port, statu
 /// A host-type `trust` line: ask for a credential (over a secure transport only) and decide.
 fn governed(port: *mut pg_sys::Port, conn: &Connection) {
     if !conn.transport_allowed() {
-        conn.transport_refusal().raise();
+        conn.refuse(Reason::Transport, conn.transport_refusal());
     }
     match seclabel::role_label(&conn.role) {
         Some(label) => token_sign_in(port, conn, &label),
-        None if !gucs::password_auth() => Refusal::PasswordDisabled {
-            role: conn.role_display(),
-        }
-        .raise(),
+        None if !gucs::password_auth() => conn.refuse(
+            Reason::Password,
+            Refusal::PasswordDisabled {
+                role: conn.role_display(),
+            },
+        ),
         None => password_sign_in(port, conn),
     }
 }
@@ -182,23 +205,29 @@ fn token_sign_in(port: *mut pg_sys::Port, conn: &Connection, label: &Result<Labe
     let token = receive_password(port);
     let label = match label {
         Ok(label) => label,
-        Err(detail) => Refusal::BadLabel {
-            role: conn.role_display(),
-            detail: detail.clone(),
-        }
-        .raise(),
+        Err(detail) => conn.refuse(
+            Reason::Other,
+            Refusal::BadLabel {
+                role: conn.role_display(),
+                detail: detail.clone(),
+            },
+        ),
     };
     let outcome = decide(token, label);
     if gucs::log_logins() {
         audit(conn, label, &outcome);
     }
     match outcome.result {
-        Err(error) => Refusal::Token {
-            role: conn.role_display(),
-            error,
-        }
-        .raise(),
+        Err(error) => conn.refuse(
+            error.reason(),
+            Refusal::Token {
+                role: conn.role_display(),
+                error,
+            },
+        ),
         Ok(principal) => {
+            conn.count(Ok(()));
+            sessions::register(&conn.role, label, &principal, Method::Trust);
             if let Some(id) = principal.oid.or(principal.appid) {
                 set_identity(port, id.as_bytes());
             }
@@ -307,11 +336,13 @@ fn password_sign_in(port: *mut pg_sys::Port, conn: &Connection) {
     let password = receive_password(port);
     let role = &conn.role;
     let refuse = |detail: String| {
-        Refusal::Password {
-            role: conn.role_display(),
-            detail,
-        }
-        .raise()
+        conn.refuse(
+            Reason::Password,
+            Refusal::Password {
+                role: conn.role_display(),
+                detail,
+            },
+        )
     };
     if password.is_empty() {
         refuse("empty password".into());
@@ -342,6 +373,7 @@ fn password_sign_in(port: *mut pg_sys::Port, conn: &Connection) {
             format!("role {who} does not exist")
         });
     }
+    conn.count(Ok(()));
     set_identity(port, conn.role.to_bytes());
 }
 

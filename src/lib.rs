@@ -8,7 +8,10 @@
 //! - `api.rs`: the `pgaadauth_*` SQL functions;
 //! - `error.rs`: how a refusal reaches the client and the log;
 //! - `oauth.rs`: PostgreSQL 18's OAuth validator, the same decision for OAUTHBEARER clients;
-//! - `groupsync.rs`: a LOGIN role for each member of a group principal (Azure's group sync).
+//! - `groupsync.rs`: a LOGIN role for each member of a group principal (Azure's group sync);
+//! - `stats.rs`: sign-in counts per role and reason (`aad_auth_sign_in_stats()`);
+//! - `sessions.rs`: the live token sessions, and their ending when the token expires or the
+//!   principal is revoked (the session monitor).
 
 use pgrx::prelude::*;
 
@@ -25,6 +28,9 @@ mod keycache;
 #[cfg(feature = "pg18")]
 mod oauth;
 mod seclabel;
+mod sessions;
+mod shmem;
+mod stats;
 mod worker;
 
 /// `#[pg_guard]` on our own `extern` blocks expands to `crate::ffi::pg_guard_ffi_boundary`.
@@ -57,6 +63,10 @@ pub extern "C-unwind" fn _PG_init() {
     keycache::init();
     // Shared memory for questions to the directory (Microsoft Graph).
     directory::init();
+    // Shared memory for the sign-in statistics.
+    stats::init_shmem();
+    // Shared memory for the live token sessions, their messages and the session monitor.
+    sessions::init_shmem_and_worker();
     // The label provider.
     seclabel::init();
     // The authentication hook.

@@ -7,8 +7,10 @@
 //! identity (`SYSTEM_USER`).
 
 use crate::hook::{self, Connection};
+use crate::sessions::{self, Method};
 use crate::{gucs, seclabel};
 use aad_auth_core::escape::quoted;
+use aad_auth_core::sessions::Reason;
 use pgrx::prelude::*;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 
@@ -81,16 +83,19 @@ unsafe extern "C-unwind" fn validate(
     let conn = unsafe { Connection::read(pg_sys::MyProcPort) };
     let shown = quoted(role.to_bytes());
     if !conn.transport_allowed() {
+        conn.count(Err(Reason::Transport));
         log!("aad_auth: OAuth sign-in refused: role={shown}: a token arrived over a connection that is neither encrypted nor from loopback (aad_auth.require_secure_transport = {}); connect with sslmode=require or stronger", gucs::secure_transport().as_str());
         return true;
     }
     let label = match seclabel::role_label(role) {
         Some(Ok(label)) => label,
         Some(Err(detail)) => {
+            conn.count(Err(Reason::Other));
             log!("aad_auth: OAuth sign-in refused: role={shown} has an invalid pgaadauth label: {detail}");
             return true;
         }
         None => {
+            conn.count(Err(Reason::Principal));
             log!("aad_auth: OAuth sign-in refused: role={shown} is not bound to a Microsoft Entra ID principal");
             return true;
         }
@@ -103,6 +108,13 @@ unsafe extern "C-unwind" fn validate(
         let oid = CString::new(oid.as_str()).unwrap_or_default();
         // SAFETY: a palloc'd copy in the current (authentication) memory context, as required.
         result.authn_id = unsafe { pg_sys::pstrdup(oid.as_ptr()) };
+    }
+    match &outcome.result {
+        Ok(principal) => {
+            conn.count(Ok(()));
+            sessions::register(role, &label, principal, Method::OAuth);
+        }
+        Err(error) => conn.count(Err(error.reason())),
     }
     result.authorized = outcome.result.is_ok();
     true

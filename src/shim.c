@@ -10,12 +10,21 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_shseclabel.h"
 #include "libpq/auth.h"
 #include "libpq/hba.h"
 #include "libpq/libpq.h"
 #include "libpq/libpq-be.h"
 #include "libpq/pqformat.h"
 #include "miscadmin.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "utils/builtins.h"
 #include "postmaster/postmaster.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -176,4 +185,67 @@ aad_auth_fatal(const char *sqlstate, const char *message, const char *detail_log
 			 errmsg("%s", message),
 			 detail_log ? errdetail_log("%s", detail_log) : 0));
 	pg_unreachable();
+}
+
+/*
+ * Shared memory of `size` bytes named `name`: created zeroed by the first caller (the
+ * postmaster, from shmem_startup_hook), found by later ones. Under AddinShmemInitLock, as
+ * ShmemInitStruct requires.
+ */
+void *
+aad_auth_shmem_zeroed(const char *name, Size size)
+{
+	bool		found;
+	void	   *p;
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	p = ShmemInitStruct(name, size, &found);
+	if (!found)
+		memset(p, 0, size);
+	LWLockRelease(AddinShmemInitLock);
+	return p;
+}
+
+/*
+ * The `provider` labels of the roles `roles[0..n)`: labels[i] is a palloc'd copy of role
+ * i's label, or NULL when it has none (or no longer exists). Read with a plain scan of
+ * pg_shseclabel, a shared catalog: what a process connected to no database may read (it has
+ * no pg_class to open an index with). Must run inside a transaction.
+ */
+void
+aad_auth_labels_of(const char *provider, const Oid *roles, int n, char **labels)
+{
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tuple;
+	int			i;
+
+	for (i = 0; i < n; i++)
+		labels[i] = NULL;
+	rel = table_open(SharedSecLabelRelationId, AccessShareLock);
+	scan = table_beginscan_catalog(rel, 0, NULL);
+	while ((tuple = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		Form_pg_shseclabel form = (Form_pg_shseclabel) GETSTRUCT(tuple);
+		bool		isnull;
+		Datum		datum;
+		char	   *found;
+
+		if (form->classoid != AuthIdRelationId)
+			continue;
+		datum = heap_getattr(tuple, Anum_pg_shseclabel_provider, RelationGetDescr(rel), &isnull);
+		if (isnull)
+			continue;
+		found = TextDatumGetCString(datum);
+		if (strcmp(found, provider) != 0)
+			continue;
+		datum = heap_getattr(tuple, Anum_pg_shseclabel_label, RelationGetDescr(rel), &isnull);
+		if (isnull)
+			continue;
+		for (i = 0; i < n; i++)
+			if (roles[i] == form->objoid && labels[i] == NULL)
+				labels[i] = TextDatumGetCString(datum);
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
 }

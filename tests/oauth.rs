@@ -91,3 +91,50 @@ fn oauthbearer_applies_the_same_rules() {
     }
     c.assert_no_crash();
 }
+
+#[test]
+fn oauth_sessions_are_counted_listed_and_end_with_their_token() {
+    let c = Cluster::start(Setup {
+        conf: vec![
+            "oauth_validator_libraries = 'aad_auth'".into(),
+            "aad_auth.clock_skew = 0".into(),
+            "aad_auth.session_lifetime = token".into(),
+            "aad_auth.session_grace = '1s'".into(),
+        ],
+        hba_before: vec![format!(
+            "host all all 127.0.0.1/32 oauth issuer=\"https://login.microsoftonline.com/{TENANT}/v2.0\" scope=\"https://ossrdbms-aad.database.windows.net/.default\" delegate_ident_mapping=1"
+        )],
+        ..Setup::default()
+    });
+    c.admin("CREATE EXTENSION aad_auth");
+    let oid = new_oid();
+    c.principal("oauth-short@contoso.com", &oid, "user");
+    let exp = now() + 3;
+    let token = mint(
+        key(),
+        &header(&key().kid),
+        &with(
+            Claims::user(TENANT, &oid, "oauth-short@contoso.com"),
+            "exp",
+            json!(exp),
+        ),
+    );
+    let (answer, mut client) = oauth(&c, "oauth-short@contoso.com", &token);
+    assert_eq!(answer, Answer::Ok);
+    let pid = client.query_one("SELECT pg_backend_pid()");
+    let (refused, _) = oauth(&c, "oauth-short@contoso.com", "not-a-token");
+    assert!(matches!(refused, Answer::Error { .. }));
+    assert_eq!(
+        c.admin("SELECT accepted, refused_by->>'malformed' FROM aad_auth_sign_in_stats() WHERE rolname = 'oauth-short@contoso.com'"),
+        "1|1"
+    );
+    assert_eq!(
+        c.admin("SELECT pid, oid, method FROM aad_auth_sessions()"),
+        format!("{pid}|{oid}|oauth")
+    );
+    let (code, message) = client.next_error().expect("ended when the token expired");
+    assert_eq!(code, "57P01");
+    assert!(message.contains("expired at"), "{message}");
+    assert!(now() > exp + 1, "not before exp + grace");
+    c.assert_no_crash();
+}

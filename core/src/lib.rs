@@ -16,6 +16,7 @@ pub mod label;
 pub mod list;
 pub mod policy;
 pub mod refresh;
+pub mod sessions;
 pub mod token;
 pub mod transport;
 pub mod url;

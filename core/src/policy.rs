@@ -99,6 +99,8 @@ pub struct Principal {
     pub tid: String,
     pub groups: Groups,
     pub mfa: bool,
+    /// `exp`, Unix seconds (0 until the time window is checked).
+    pub expires: i64,
 }
 
 /// What is known about a token for the audit line, whether it was accepted or not.
@@ -193,7 +195,7 @@ pub fn check_claims(
             })
         }
     }
-    let principal = principal(claims, tid_text)?;
+    let mut principal = principal(claims, tid_text)?;
     audit.record(&principal);
 
     // Access tokens only: an ID token is issued to an application for its own sign-in, and
@@ -233,6 +235,7 @@ pub fn check_claims(
             return Err(TokenError::NotYetValid { nbf, now });
         }
     }
+    principal.expires = exp;
     Ok(principal)
 }
 
@@ -269,6 +272,7 @@ fn principal(claims: &Map<String, Value>, tid: &str) -> Result<Principal, TokenE
         tid: excerpt(tid),
         groups,
         mfa: amr.iter().any(|m| m == "mfa"),
+        expires: 0,
     })
 }
 
@@ -352,6 +356,7 @@ mod tests {
             tid: "72f988bf-86f1-41af-91ab-2d7cd011db47".into(),
             groups: Groups::Overage,
             mfa,
+            expires: 0,
         }
     }
 

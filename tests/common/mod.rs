@@ -734,6 +734,45 @@ impl RawClient {
         value.expect("no row")
     }
 
+    /// Waits for ReadyForQuery after sign-in or the last statement.
+    fn wait_ready(&mut self) {
+        while !self.ready {
+            match self.read().expect("server closed") {
+                (b'Z', _) => self.ready = true,
+                (b'E', body) => panic!("error: {}", String::from_utf8_lossy(&body)),
+                _ => {}
+            }
+        }
+    }
+
+    /// After AuthenticationOk: runs statements that return no row (`BEGIN`, `SET ...`).
+    pub fn execute(&mut self, sql: &str) {
+        self.wait_ready();
+        self.send_query(sql);
+        self.wait_ready();
+    }
+
+    /// Sends a query without waiting for its end (e.g. a long `pg_sleep`).
+    pub fn send_query(&mut self, sql: &str) {
+        self.wait_ready();
+        let mut q = sql.as_bytes().to_vec();
+        q.push(0);
+        self.send(b'Q', &q);
+        self.ready = false;
+    }
+
+    /// Reads until the server reports an error (the SQLSTATE and message) or closes (None):
+    /// how a session the server ends learns why.
+    pub fn next_error(&mut self) -> Option<(String, String)> {
+        loop {
+            match self.read()? {
+                (b'E', body) => return Some(error_fields(&body)),
+                (b'Z', _) => self.ready = true,
+                _ => {}
+            }
+        }
+    }
+
     /// Signs in with `password` and returns the verdict.
     pub fn sign_in(port: u16, role: &str, password: &[u8]) -> Answer {
         let mut c = RawClient::connect(port, role, "postgres");

@@ -1,0 +1,345 @@
+//! Sign-in statistics: for each role asked for, accepted and refused sign-ins by reason class
+//! (`aad_auth_core::sessions::Reason`) and when the last of each happened, for the whole
+//! cluster, since server start or `aad_auth_reset_sign_in_stats()`.
+//!
+//! A table of `aad_auth.sign_in_stats_max` entries in shared memory, found by hashing the role
+//! name (open addressing; entries are removed only by a reset), plus one overflow entry for
+//! the roles that found no room, whose filling is logged once. Names that are no role take at
+//! most half the table, so that sign-ins as made-up names cannot crowd out real roles.
+//!
+//! On the login path a known role costs a shared lock (which sign-ins never wait on for each
+//! other) and atomic additions; only a role's first sign-in takes the lock exclusively, to
+//! claim its entry. Counts are not kept across restarts: they live in shared memory only.
+
+use crate::gucs;
+use crate::shmem::{Held, Region};
+use aad_auth_core::sessions::{stats_admits, Reason};
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
+
+/// Room for a role name: NAMEDATALEN bytes (PostgreSQL truncates longer names).
+const NAME_CAPACITY: usize = 64;
+const REASONS: usize = Reason::ALL.len();
+
+#[repr(C)]
+struct Header {
+    /// Entries in the table, not counting the overflow entry.
+    capacity: u32,
+    used: AtomicU32,
+    non_roles: AtomicU32,
+    overflow_logged: AtomicU32,
+}
+
+#[repr(C)]
+struct Entry {
+    /// 1 once claimed (under the exclusive lock); 0 after a reset.
+    used: AtomicU32,
+    /// Written only under the exclusive lock, while `used` is 0.
+    name_len: AtomicU32,
+    name: UnsafeCell<[u8; NAME_CAPACITY]>,
+    accepted: AtomicU64,
+    refused: [AtomicU64; REASONS],
+    /// PostgreSQL timestamps (microseconds since 2000), 0 for never.
+    last_accepted: AtomicI64,
+    last_refused: AtomicI64,
+}
+
+static REGION: Region = Region::new(c"aad_auth_sign_in_stats", size, init);
+
+fn size() -> usize {
+    std::mem::size_of::<Header>() + (gucs::sign_in_stats_max() + 1) * std::mem::size_of::<Entry>()
+}
+
+fn init(base: *mut u8) {
+    // SAFETY: base is the zeroed region of size() bytes, aligned by ShmemInitStruct.
+    unsafe { (*base.cast::<Header>()).capacity = gucs::sign_in_stats_max() as u32 };
+}
+
+/// Shared memory for the table; from `_PG_init`.
+pub fn init_shmem() {
+    crate::shmem::add(&REGION);
+}
+
+/// The table, under a held lock.
+struct Table<'a> {
+    header: &'a Header,
+    entries: &'a [Entry],
+    _held: Held,
+}
+
+impl Table<'_> {
+    fn open(exclusive: bool) -> Option<Table<'static>> {
+        let held = if exclusive {
+            REGION.exclusive()?
+        } else {
+            REGION.shared()?
+        };
+        let base = REGION.base();
+        // SAFETY: the region holds a Header followed by capacity + 1 entries (Header's size
+        // is a multiple of Entry's alignment); they live as long as the process.
+        unsafe {
+            let header = &*base.cast::<Header>();
+            let first = base.add(std::mem::size_of::<Header>()).cast::<Entry>();
+            let entries = std::slice::from_raw_parts(first, header.capacity as usize + 1);
+            Some(Table {
+                header,
+                entries,
+                _held: held,
+            })
+        }
+    }
+
+    fn capacity(&self) -> usize {
+        self.header.capacity as usize
+    }
+
+    fn overflow(&self) -> &Entry {
+        &self.entries[self.capacity()]
+    }
+
+    /// The entry of `name`, or the free place where it would go (None when neither: full).
+    fn probe(&self, name: &[u8]) -> Result<&Entry, Option<&Entry>> {
+        let capacity = self.capacity();
+        if capacity == 0 {
+            return Err(None);
+        }
+        let start = (fnv(name) % capacity as u64) as usize;
+        for i in 0..capacity {
+            let entry = &self.entries[(start + i) % capacity];
+            if entry.used.load(Ordering::Acquire) == 0 {
+                return Err(Some(entry));
+            }
+            if entry.name() == name {
+                return Ok(entry);
+            }
+        }
+        Err(None)
+    }
+}
+
+impl Entry {
+    fn name(&self) -> &[u8] {
+        let len = (self.name_len.load(Ordering::Relaxed) as usize).min(NAME_CAPACITY);
+        // SAFETY: the name is written only under the exclusive lock, which excludes every
+        // reader (they hold the lock shared).
+        unsafe { &(&*self.name.get())[..len] }
+    }
+
+    /// Claims an unused entry for `name`; under the exclusive lock.
+    fn claim(&self, name: &[u8]) {
+        let len = name.len().min(NAME_CAPACITY);
+        // SAFETY: the caller holds the exclusive lock: no other process reads or writes the
+        // name meanwhile.
+        unsafe { (&mut *self.name.get())[..len].copy_from_slice(&name[..len]) };
+        self.name_len.store(len as u32, Ordering::Relaxed);
+        self.used.store(1, Ordering::Release);
+    }
+
+    fn count(&self, outcome: Result<(), Reason>, now: i64) {
+        match outcome {
+            Ok(()) => {
+                self.accepted.fetch_add(1, Ordering::Relaxed);
+                self.last_accepted.fetch_max(now, Ordering::Relaxed);
+            }
+            Err(reason) => {
+                self.refused[reason.index()].fetch_add(1, Ordering::Relaxed);
+                self.last_refused.fetch_max(now, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn clear(&self) {
+        self.accepted.store(0, Ordering::Relaxed);
+        for counter in &self.refused {
+            counter.store(0, Ordering::Relaxed);
+        }
+        self.last_accepted.store(0, Ordering::Relaxed);
+        self.last_refused.store(0, Ordering::Relaxed);
+    }
+}
+
+/// FNV-1a: a fixed hash, the same in every process.
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Counts one sign-in attempt for the role asked for (its exact bytes): accepted, or refused
+/// for `reason`. `is_role` says whether a role of that name exists; it is asked only when the
+/// name is not in the table yet, outside the lock.
+pub fn count(role: &[u8], is_role: impl FnOnce() -> bool, outcome: Result<(), Reason>) {
+    let name = &role[..role.len().min(NAME_CAPACITY)];
+    // SAFETY: a plain read of the clock.
+    let now = unsafe { pg_sys::GetCurrentTimestamp() };
+    {
+        let Some(table) = Table::open(false) else {
+            return;
+        };
+        if let Ok(entry) = table.probe(name) {
+            entry.count(outcome, now);
+            return;
+        }
+    }
+    let is_role = is_role();
+    let overflowed = {
+        let Some(table) = Table::open(true) else {
+            return;
+        };
+        let header = table.header;
+        let found = match table.probe(name) {
+            Ok(entry) => Some(entry),
+            Err(Some(free))
+                if stats_admits(
+                    header.used.load(Ordering::Relaxed) as usize,
+                    table.capacity(),
+                    header.non_roles.load(Ordering::Relaxed) as usize,
+                    is_role,
+                ) =>
+            {
+                free.claim(name);
+                header.used.fetch_add(1, Ordering::Relaxed);
+                if !is_role {
+                    header.non_roles.fetch_add(1, Ordering::Relaxed);
+                }
+                Some(free)
+            }
+            Err(_) => None,
+        };
+        match found {
+            Some(entry) => {
+                entry.count(outcome, now);
+                false
+            }
+            None => {
+                table.overflow().count(outcome, now);
+                header.overflow_logged.swap(1, Ordering::Relaxed) == 0
+            }
+        }
+    };
+    if overflowed {
+        log!(
+            "aad_auth: the sign-in statistics are full (aad_auth.sign_in_stats_max = {}): sign-ins of roles not yet counted are counted under the row with a null rolname; raise the setting (at a restart) or call aad_auth_reset_sign_in_stats()",
+            gucs::sign_in_stats_max()
+        );
+    }
+}
+
+/// Zeroes every count and forgets every role (an admin's `aad_auth_reset_sign_in_stats()`).
+fn reset() {
+    let Some(table) = Table::open(true) else {
+        return;
+    };
+    for entry in table.entries {
+        entry.clear();
+        entry.used.store(0, Ordering::Release);
+    }
+    table.header.used.store(0, Ordering::Relaxed);
+    table.header.non_roles.store(0, Ordering::Relaxed);
+    table.header.overflow_logged.store(0, Ordering::Relaxed);
+}
+
+type Row = (
+    Option<String>,
+    i64,
+    i64,
+    JsonB,
+    Option<TimestampWithTimeZone>,
+    Option<TimestampWithTimeZone>,
+);
+
+fn row(name: Option<String>, entry: &Entry) -> Option<Row> {
+    let refused: Vec<u64> = entry
+        .refused
+        .iter()
+        .map(|c| c.load(Ordering::Relaxed))
+        .collect();
+    let accepted = entry.accepted.load(Ordering::Relaxed);
+    let refused_total: u64 = refused.iter().sum();
+    if accepted == 0 && refused_total == 0 {
+        return None;
+    }
+    let by: serde_json::Map<String, serde_json::Value> = Reason::ALL
+        .iter()
+        .zip(&refused)
+        .map(|(r, n)| (r.as_str().to_owned(), (*n).into()))
+        .collect();
+    let time = |t: &AtomicI64| {
+        let t = t.load(Ordering::Relaxed);
+        (t != 0)
+            .then(|| TimestampWithTimeZone::try_from(t).ok())
+            .flatten()
+    };
+    Some((
+        name,
+        accepted as i64,
+        refused_total as i64,
+        JsonB(serde_json::Value::Object(by)),
+        time(&entry.last_accepted),
+        time(&entry.last_refused),
+    ))
+}
+
+/// The statistics, one row per role with a count (and the overflow row, with a null
+/// `rolname`, when it has one). `aad_auth_sign_in_stats()` wraps this with `rolname name`.
+#[allow(clippy::type_complexity)]
+#[pg_extern]
+fn aad_auth_sign_in_stats_rows() -> TableIterator<
+    'static,
+    (
+        name!(rolname, Option<String>),
+        name!(accepted, i64),
+        name!(refused, i64),
+        name!(refused_by, JsonB),
+        name!(last_accepted, Option<TimestampWithTimeZone>),
+        name!(last_refused, Option<TimestampWithTimeZone>),
+    ),
+> {
+    let mut rows = Vec::new();
+    if let Some(table) = Table::open(false) {
+        for entry in &table.entries[..table.capacity()] {
+            if entry.used.load(Ordering::Acquire) != 0 {
+                let name = String::from_utf8_lossy(entry.name()).into_owned();
+                rows.extend(row(Some(name), entry));
+            }
+        }
+        rows.extend(row(None, table.overflow()));
+    }
+    TableIterator::new(rows)
+}
+
+/// Zeroes the sign-in statistics and forgets the roles in them.
+#[pg_extern]
+fn aad_auth_reset_sign_in_stats() {
+    reset();
+}
+
+extension_sql!(
+    r#"
+CREATE FUNCTION aad_auth_sign_in_stats()
+RETURNS TABLE(rolname name, accepted bigint, refused bigint, refused_by jsonb,
+              last_accepted timestamptz, last_refused timestamptz)
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT s.rolname::name, s.accepted, s.refused, s.refused_by, s.last_accepted, s.last_refused
+    FROM @extschema@.aad_auth_sign_in_stats_rows() AS s
+    ORDER BY s.rolname NULLS LAST
+$fn$;
+-- Who tries to sign in, and how often it fails: for superusers and Entra ID admins.
+REVOKE EXECUTE ON FUNCTION aad_auth_sign_in_stats_rows() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION aad_auth_sign_in_stats() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION aad_auth_reset_sign_in_stats() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION aad_auth_sign_in_stats_rows() TO azure_pg_admin;
+GRANT EXECUTE ON FUNCTION aad_auth_sign_in_stats() TO azure_pg_admin;
+GRANT EXECUTE ON FUNCTION aad_auth_reset_sign_in_stats() TO azure_pg_admin;
+"#,
+    name = "sign_in_stats",
+    requires = [
+        aad_auth_sign_in_stats_rows,
+        aad_auth_reset_sign_in_stats,
+        "list_principals"
+    ]
+);
