@@ -877,26 +877,101 @@ fn guc_defaults() {
     );
     // From the test configuration (lib.rs, pg_test::postgresql_conf_options).
     assert_eq!(show("aad_auth.tenant_id"), TENANT);
+    assert_eq!(show("aad_auth.session_lifetime"), "unlimited");
+    assert_eq!(show("aad_auth.session_grace"), "5min");
+    assert_eq!(show("aad_auth.revoke_live_sessions"), "off");
+    assert_eq!(show("aad_auth.sign_in_stats_max"), "1000");
     // Every setting is reloadable, not settable in a session; but the database group sync's
-    // worker connects to, which takes a restart.
+    // worker connects to and the size of the sign-in statistics, which take a restart.
     assert_eq!(
         text(
             "SELECT string_agg(DISTINCT context, ',') FROM pg_catalog.pg_settings \
              WHERE (name LIKE 'aad\\_auth.%' OR name = 'pgaadauth.enable_group_sync') \
-               AND name <> 'aad_auth.group_sync_database'"
+               AND name NOT IN ('aad_auth.group_sync_database', 'aad_auth.sign_in_stats_max')"
         )
         .as_deref(),
         Some("sighup")
     );
     assert_eq!(
-        text("SELECT context FROM pg_catalog.pg_settings WHERE name = 'aad_auth.group_sync_database'")
-            .as_deref(),
-        Some("postmaster")
+        text(
+            "SELECT string_agg(context, ',') FROM pg_catalog.pg_settings \
+             WHERE name IN ('aad_auth.group_sync_database', 'aad_auth.sign_in_stats_max')"
+        )
+        .as_deref(),
+        Some("postmaster,postmaster")
     );
     assert_eq!(
         text("SELECT unit FROM pg_catalog.pg_settings WHERE name = 'aad_auth.clock_skew'")
             .as_deref(),
         Some("s")
+    );
+}
+
+#[pg_test(error = "parameter \"aad_auth.session_lifetime\" cannot be changed now")]
+fn guc_session_lifetime_not_settable_in_session() {
+    run("SET aad_auth.session_lifetime = 'unlimited'");
+}
+
+#[pg_test]
+fn sessions_and_stats_functions_are_for_admins_only() {
+    for f in [
+        "aad_auth_sign_in_stats()",
+        "aad_auth_sign_in_stats_rows()",
+        "aad_auth_reset_sign_in_stats()",
+        "aad_auth_sessions()",
+        "aad_auth_sessions_rows()",
+    ] {
+        assert!(
+            !boolean(&format!(
+                "SELECT has_function_privilege('public', 'pg_catalog.{f}', 'EXECUTE')"
+            )),
+            "{f} is executable by PUBLIC"
+        );
+        assert!(
+            boolean(&format!(
+                "SELECT has_function_privilege('azure_pg_admin', 'pg_catalog.{f}', 'EXECUTE')"
+            )),
+            "{f} is not granted to azure_pg_admin"
+        );
+    }
+    run("CREATE ROLE nosy LOGIN");
+    set_role("nosy");
+    let (message, _, _) = error_of("SELECT * FROM aad_auth_sessions()");
+    assert!(
+        message.contains("permission denied for function aad_auth_sessions"),
+        "{message}"
+    );
+    let (message, _, _) = error_of("SELECT aad_auth_reset_sign_in_stats()");
+    assert!(
+        message.contains("permission denied for function aad_auth_reset_sign_in_stats"),
+        "{message}"
+    );
+}
+
+#[pg_test]
+fn sessions_and_stats_result_columns() {
+    // RETURNS TABLE yields a record: read the declared columns from proargnames instead.
+    let declared = |f: &str| {
+        text(&format!(
+            "SELECT string_agg(n || ' ' || format_type(t, NULL), ', ' ORDER BY i) \
+             FROM pg_catalog.pg_proc p, \
+                  unnest(p.proargnames, p.proallargtypes::oid[], p.proargmodes::text[]) \
+                  WITH ORDINALITY AS x(n, t, m, i) \
+             WHERE p.oid = 'pg_catalog.{f}'::regprocedure AND m = 't'"
+        ))
+    };
+    assert_eq!(
+        declared("aad_auth_sign_in_stats()").as_deref(),
+        Some("rolname name, accepted bigint, refused bigint, refused_by jsonb, last_accepted timestamp with time zone, last_refused timestamp with time zone")
+    );
+    assert_eq!(
+        declared("aad_auth_sessions()").as_deref(),
+        Some("pid integer, rolname name, oid text, principal_type text, name text, tenant text, token_expires timestamp with time zone, method text")
+    );
+    // This session came in as a skip role over TCP: no token, so not listed.
+    assert_eq!(
+        text("SELECT count(*)::text FROM aad_auth_sessions()").as_deref(),
+        Some("0")
     );
 }
 
