@@ -49,7 +49,7 @@ unsafe extern "C-unwind" {
         roles: *const pg_sys::Oid,
         n: c_int,
         labels: *mut *mut c_char,
-    );
+    ) -> bool;
 }
 
 extern "C" {

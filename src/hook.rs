@@ -20,7 +20,7 @@ use crate::ffi_decls::{
 use crate::sessions::{self, Method};
 use crate::{gucs, keycache, seclabel, stats};
 use aad_auth_core::escape::{escaped, quoted};
-use aad_auth_core::sessions::Reason;
+use aad_auth_core::sessions::{session_over, Reason};
 use aad_auth_core::{transport, Label, Outcome, TokenError};
 use pgrx::prelude::*;
 use std::ffi::{c_char, c_int, CStr, CString};
@@ -137,7 +137,14 @@ unsafe extern "C-unwind" fn client_authentication(port: *mut pg_sys::Port, statu
     }
     // SAFETY: port is the live Port of this connection.
     let conn = unsafe { Connection::read(port) };
-    if conn.unix_socket || gucs::skips(&conn.role) {
+    if conn.unix_socket {
+        return;
+    }
+    if gucs::skips(&conn.role) {
+        // Admitted unchallenged; on a governed line that is a sign-in the statistics show.
+        if conn.method == METHOD_TRUST {
+            conn.count(Ok(()));
+        }
         return;
     }
     match conn.method {
@@ -255,6 +262,22 @@ pub(crate) fn decide(token: &[u8], label: &Label) -> Outcome {
                 ..outcome
             },
         };
+    }
+    // With aad_auth.session_lifetime = token, a session the monitor would end at once is not
+    // opened (a token within clock_skew of its expiry, past exp + session_grace).
+    if let Ok(principal) = &outcome.result {
+        let now = now();
+        if session_over(
+            gucs::session_lifetime(),
+            now,
+            principal.expires,
+            gucs::session_grace(),
+        ) {
+            outcome.result = Err(TokenError::Expired {
+                exp: principal.expires,
+                now,
+            });
+        }
     }
     outcome
 }

@@ -26,7 +26,7 @@ use pgrx::prelude::*;
 use std::cell::UnsafeCell;
 use std::collections::BTreeMap;
 use std::ffi::{c_char, CStr, CString};
-use std::sync::atomic::{AtomicI32, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU32, AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// How the session signed in.
@@ -113,7 +113,12 @@ struct Slot {
 #[repr(C)]
 struct Header {
     slots: u32,
-    _pad: u32,
+    /// The session monitor's process id while it runs, else 0.
+    monitor_pid: AtomicI32,
+    /// When the monitor last looked (Unix seconds).
+    monitor_seen: AtomicI64,
+    /// When a sign-in last logged that the monitor is not running (Unix seconds).
+    warned: AtomicI64,
 }
 
 static REGION: Region = Region::new(c"aad_auth_sessions", size, init);
@@ -157,13 +162,20 @@ pub fn init_shmem_and_worker() {
         .load();
 }
 
+/// The header: the slot count, and the monitor's heartbeat (atomics, read without the lock).
+fn header() -> Option<&'static Header> {
+    let base = REGION.base();
+    // SAFETY: the region starts with the Header and lives as long as the process.
+    (!base.is_null()).then(|| unsafe { &*base.cast::<Header>() })
+}
+
 /// The slots (the lock must be held while they are read or written).
 fn slots() -> &'static [Slot] {
     let base = REGION.base();
     if base.is_null() {
         return &[];
     }
-    // SAFETY: the region holds a Header (8 bytes, a multiple of Slot's alignment) and then
+    // SAFETY: the region holds a Header (24 bytes, a multiple of Slot's alignment) and then
     // `slots` slots; it lives as long as the process.
     unsafe {
         let header = &*base.cast::<Header>();
@@ -244,6 +256,7 @@ pub fn register(role: &CStr, label: &Label, principal: &Principal, method: Metho
         }
         index.is_some() && mine == usize::MAX
     };
+    warn_if_no_monitor();
     if claimed {
         // SAFETY: registers a plain function to run when this process exits.
         unsafe { pg_sys::before_shmem_exit(Some(release), pg_sys::Datum::from(0)) };
@@ -252,6 +265,35 @@ pub fn register(role: &CStr, label: &Label, principal: &Principal, method: Metho
         // nor ended by the monitor, and the DBA must know.
         warning!("aad_auth: no free session slot for pid {pid}: this session is not listed in aad_auth_sessions() and not ended by aad_auth.session_lifetime or aad_auth.revoke_live_sessions");
     }
+}
+
+/// Seconds without a look by the monitor after which sign-ins say it is not running.
+const MONITOR_STALE: i64 = 30;
+
+/// Logs (at most once a minute, server log only) that sessions will not be ended as configured
+/// because the session monitor is not running: it could not be registered (every one of
+/// max_worker_processes taken) or keeps failing.
+fn warn_if_no_monitor() {
+    if gucs::session_lifetime() == aad_auth_core::sessions::Lifetime::Unlimited
+        && !gucs::revoke_live_sessions()
+    {
+        return;
+    }
+    let Some(header) = header() else { return };
+    let now = keycache::now();
+    let running = header.monitor_pid.load(Ordering::Relaxed) != 0
+        && now - header.monitor_seen.load(Ordering::Relaxed) <= MONITOR_STALE;
+    let last = header.warned.load(Ordering::Relaxed);
+    if running
+        || now - last < 60
+        || header
+            .warned
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+    {
+        return;
+    }
+    log!("aad_auth: the session monitor is not running, so aad_auth.session_lifetime and aad_auth.revoke_live_sessions end no session; check the log for \"aad_auth session monitor\" (max_worker_processes must leave room for aad_auth's three background workers)");
 }
 
 /// Frees this backend's slot as it exits.
@@ -429,7 +471,16 @@ pub extern "C-unwind" fn aad_auth_session_monitor_main(_arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     // No database: the labels are in a shared catalog (and no database need exist by name).
     BackgroundWorker::connect_worker_to_spi(None, None);
+    if let Some(header) = header() {
+        header.monitor_pid.store(my_pid(), Ordering::Relaxed);
+    }
+    log!("aad_auth: session monitor started");
     loop {
+        if let Some(header) = header() {
+            header
+                .monitor_seen
+                .store(keycache::now(), Ordering::Relaxed);
+        }
         let active = gucs::session_lifetime() == aad_auth_core::sessions::Lifetime::Token
             || gucs::revoke_live_sessions();
         if active {
@@ -444,6 +495,9 @@ pub extern "C-unwind" fn aad_auth_session_monitor_main(_arg: pg_sys::Datum) {
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
         }
     }
+    if let Some(header) = header() {
+        header.monitor_pid.store(0, Ordering::Relaxed);
+    }
     // Exit code 1: restarted after its restart time, unless the server is shutting down.
     // SAFETY: ends this worker process.
     unsafe { pg_sys::proc_exit(1) };
@@ -452,32 +506,37 @@ pub extern "C-unwind" fn aad_auth_session_monitor_main(_arg: pg_sys::Datum) {
 /// One look at the live sessions: ends those whose token has expired (plus the grace) and,
 /// with revocation on, those whose role no longer binds the principal they signed in as.
 fn check() {
-    let sessions = live();
+    let mut sessions = live();
     if sessions.is_empty() {
         return;
     }
     let now = keycache::now();
     let (lifetime, grace) = (gucs::session_lifetime(), gucs::session_grace());
-    let labels = if gucs::revoke_live_sessions() {
-        let roles: Vec<pg_sys::Oid> = sessions.iter().map(|(_, _, _, i)| i.role).collect();
-        Some(labels_of(&roles))
-    } else {
-        None
-    };
-    for (index, pid, ending, info) in sessions {
-        if ending != 0 {
+    // Expiry first: it needs no catalog, so nothing there can hold it up.
+    sessions.retain(|(index, pid, ending, info)| {
+        if *ending != 0 {
             // Already ended: signal again in case the first one came before the backend
             // could act on it (PostgreSQL acts on it once).
-            signal(index, pid, ending, &info, false);
-            continue;
+            signal(*index, *pid, *ending, info, false);
+            false
+        } else if session_over(lifetime, now, info.expires, grace) {
+            signal(*index, *pid, ENDING_EXPIRED, info, true);
+            false
+        } else {
+            true
         }
-        if session_over(lifetime, now, info.expires, grace) {
-            signal(index, pid, ENDING_EXPIRED, &info, true);
-        } else if let Some(labels) = &labels {
-            let current = labels.get(&info.role.to_u32()).and_then(Option::as_ref);
-            if !still_bound(kind_of(info.kind), info.label_oid, current) {
-                signal(index, pid, ENDING_REVOKED, &info, true);
-            }
+    });
+    if !gucs::revoke_live_sessions() || sessions.is_empty() {
+        return;
+    }
+    let roles: Vec<pg_sys::Oid> = sessions.iter().map(|(_, _, _, i)| i.role).collect();
+    let Some(labels) = labels_of(&roles) else {
+        return; // the catalog is locked: look again in a second
+    };
+    for (index, pid, _, info) in sessions {
+        let current = labels.get(&info.role.to_u32()).and_then(Option::as_ref);
+        if !still_bound(kind_of(info.kind), info.label_oid, current) {
+            signal(index, pid, ENDING_REVOKED, &info, true);
         }
     }
 }
@@ -516,13 +575,15 @@ fn signal(index: usize, pid: i32, why: u32, info: &Info, first: bool) {
     }
 }
 
-/// The `pgaadauth` labels of `roles` now, parsed (None: no label, or no such role).
-fn labels_of(roles: &[pg_sys::Oid]) -> BTreeMap<u32, Option<Result<Label, String>>> {
+/// The `pgaadauth` labels of `roles` now, parsed (None: no label, or no such role); None
+/// when the catalog is locked.
+#[allow(clippy::type_complexity)]
+fn labels_of(roles: &[pg_sys::Oid]) -> Option<BTreeMap<u32, Option<Result<Label, String>>>> {
     BackgroundWorker::transaction(|| {
         let mut texts: Vec<*mut c_char> = vec![std::ptr::null_mut(); roles.len()];
         // SAFETY: inside a transaction; the arrays have roles.len() elements; the labels are
         // palloc'd in the transaction's memory, copied out before it ends.
-        unsafe {
+        let read = unsafe {
             ffi_decls::aad_auth_labels_of(
                 seclabel::PROVIDER.as_ptr(),
                 roles.as_ptr(),
@@ -530,7 +591,10 @@ fn labels_of(roles: &[pg_sys::Oid]) -> BTreeMap<u32, Option<Result<Label, String
                 texts.as_mut_ptr(),
             )
         };
-        roles
+        if !read {
+            return None;
+        }
+        let labels = roles
             .iter()
             .zip(texts)
             .map(|(role, text)| {
@@ -541,6 +605,7 @@ fn labels_of(roles: &[pg_sys::Oid]) -> BTreeMap<u32, Option<Result<Label, String
                 });
                 (role.to_u32(), label)
             })
-            .collect()
+            .collect();
+        Some(labels)
     })
 }

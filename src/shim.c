@@ -22,6 +22,7 @@
 #include "libpq/libpq-be.h"
 #include "libpq/pqformat.h"
 #include "miscadmin.h"
+#include "storage/lmgr.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
 #include "utils/builtins.h"
@@ -208,11 +209,14 @@ aad_auth_shmem_zeroed(const char *name, Size size)
 
 /*
  * The `provider` labels of the roles `roles[0..n)`: labels[i] is a palloc'd copy of role
- * i's label, or NULL when it has none (or no longer exists). Read with a plain scan of
- * pg_shseclabel, a shared catalog: what a process connected to no database may read (it has
- * no pg_class to open an index with). Must run inside a transaction.
+ * i's label, or NULL when it has none (or no longer exists); "" for a label stored out of line,
+ * which a process connected to no database cannot read (and no valid label needs). Read with a
+ * plain scan of pg_shseclabel, a shared catalog: what such a process may read (it has no
+ * pg_class to open an index with). Must run inside a transaction. Returns false, having read
+ * nothing, when the catalog is locked (VACUUM FULL, LOCK TABLE): the caller tries again later
+ * rather than wait.
  */
-void
+bool
 aad_auth_labels_of(const char *provider, const Oid *roles, int n, char **labels)
 {
 	Relation	rel;
@@ -222,7 +226,9 @@ aad_auth_labels_of(const char *provider, const Oid *roles, int n, char **labels)
 
 	for (i = 0; i < n; i++)
 		labels[i] = NULL;
-	rel = table_open(SharedSecLabelRelationId, AccessShareLock);
+	if (!ConditionalLockRelationOid(SharedSecLabelRelationId, AccessShareLock))
+		return false;
+	rel = table_open(SharedSecLabelRelationId, NoLock);
 	scan = table_beginscan_catalog(rel, 0, NULL);
 	while ((tuple = heap_getnext(scan, ForwardScanDirection)) != NULL)
 	{
@@ -244,8 +250,10 @@ aad_auth_labels_of(const char *provider, const Oid *roles, int n, char **labels)
 			continue;
 		for (i = 0; i < n; i++)
 			if (roles[i] == form->objoid && labels[i] == NULL)
-				labels[i] = TextDatumGetCString(datum);
+				labels[i] = VARATT_IS_EXTERNAL(DatumGetPointer(datum)) ?
+					pstrdup("") : TextDatumGetCString(datum);
 	}
 	table_endscan(scan);
 	table_close(rel, AccessShareLock);
+	return true;
 }

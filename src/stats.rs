@@ -3,25 +3,32 @@
 //! cluster, since server start or `aad_auth_reset_sign_in_stats()`.
 //!
 //! A table of `aad_auth.sign_in_stats_max` entries in shared memory, found by hashing the role
-//! name (open addressing; entries are removed only by a reset), plus one overflow entry for
-//! the roles that found no room, whose filling is logged once. Names that are no role take at
-//! most half the table, so that sign-ins as made-up names cannot crowd out real roles.
+//! name with a key drawn at each start (open addressing, at most [`MAX_PROBE`] places looked
+//! at; entries are removed only by a reset), plus one overflow entry for the roles that found
+//! no room, whose filling is logged once. Names that are no role take at most half the table,
+//! so that sign-ins as made-up names cannot crowd out real roles; the random key keeps anyone
+//! from choosing names that pile up in one place.
 //!
-//! On the login path a known role costs a shared lock (which sign-ins never wait on for each
-//! other) and atomic additions; only a role's first sign-in takes the lock exclusively, to
-//! claim its entry. Counts are not kept across restarts: they live in shared memory only.
+//! On the login path a counted role, and every sign-in once there is no room, costs a shared
+//! lock (which sign-ins never wait on for each other) and atomic additions; only a role's first
+//! sign-in, when it gets an entry, takes the lock exclusively. Counts are not kept across
+//! restarts: they live in shared memory only.
 
 use crate::gucs;
 use crate::shmem::{Held, Region};
+use aad_auth_core::escape::{escaped, quoted};
 use aad_auth_core::sessions::{stats_admits, Reason};
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use std::cell::UnsafeCell;
+use std::ffi::CStr;
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 
 /// Room for a role name: NAMEDATALEN bytes (PostgreSQL truncates longer names).
 const NAME_CAPACITY: usize = 64;
 const REASONS: usize = Reason::ALL.len();
+/// Most places a name is looked for (and may be put) in the table.
+const MAX_PROBE: usize = 128;
 
 #[repr(C)]
 struct Header {
@@ -55,6 +62,21 @@ fn size() -> usize {
 fn init(base: *mut u8) {
     // SAFETY: base is the zeroed region of size() bytes, aligned by ShmemInitStruct.
     unsafe { (*base.cast::<Header>()).capacity = gucs::sign_in_stats_max() as u32 };
+    // A new key with every new table (the postmaster's; every backend is forked from it).
+    // SAFETY: runs in the postmaster's shmem_startup_hook, before any backend exists.
+    unsafe { KEY = Some(std::hash::RandomState::new()) };
+}
+
+/// The hash key of the current table: random, so that names cannot be chosen to collide.
+static mut KEY: Option<std::hash::RandomState> = None;
+
+fn hash(name: &[u8]) -> u64 {
+    use std::hash::BuildHasher;
+    // SAFETY: written only by the postmaster before forking; read-only afterwards.
+    match unsafe { &*std::ptr::addr_of!(KEY) } {
+        Some(key) => key.hash_one(name),
+        None => 0,
+    }
 }
 
 /// Shared memory for the table; from `_PG_init`.
@@ -99,14 +121,21 @@ impl Table<'_> {
         &self.entries[self.capacity()]
     }
 
+    /// Counts under the overflow row; true the first time since the start or the last reset
+    /// (to be logged once the lock is released).
+    fn overflow_count(&self, outcome: Result<(), Reason>, now: i64) -> bool {
+        self.overflow().count(outcome, now);
+        self.header.overflow_logged.swap(1, Ordering::Relaxed) == 0
+    }
+
     /// The entry of `name`, or the free place where it would go (None when neither: full).
     fn probe(&self, name: &[u8]) -> Result<&Entry, Option<&Entry>> {
         let capacity = self.capacity();
         if capacity == 0 {
             return Err(None);
         }
-        let start = (fnv(name) % capacity as u64) as usize;
-        for i in 0..capacity {
+        let start = (hash(name) % capacity as u64) as usize;
+        for i in 0..capacity.min(MAX_PROBE) {
             let entry = &self.entries[(start + i) % capacity];
             if entry.used.load(Ordering::Acquire) == 0 {
                 return Err(Some(entry));
@@ -160,13 +189,6 @@ impl Entry {
     }
 }
 
-/// FNV-1a: a fixed hash, the same in every process.
-fn fnv(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
 /// Counts one sign-in attempt for the role asked for (its exact bytes): accepted, or refused
 /// for `reason`. `is_role` says whether a role of that name exists; it is asked only when the
 /// name is not in the table yet, outside the lock.
@@ -178,9 +200,25 @@ pub fn count(role: &[u8], is_role: impl FnOnce() -> bool, outcome: Result<(), Re
         let Some(table) = Table::open(false) else {
             return;
         };
-        if let Ok(entry) = table.probe(name) {
-            entry.count(outcome, now);
-            return;
+        let header = table.header;
+        match table.probe(name) {
+            Ok(entry) => {
+                entry.count(outcome, now);
+                return;
+            }
+            // No room for it whatever it is: the overflow row, without the exclusive lock.
+            Err(free)
+                if free.is_none()
+                    || header.used.load(Ordering::Relaxed) as usize >= table.capacity() =>
+            {
+                let first = table.overflow_count(outcome, now);
+                drop(table);
+                if first {
+                    log_full();
+                }
+                return;
+            }
+            Err(_) => {}
         }
     }
     let is_role = is_role();
@@ -213,18 +251,19 @@ pub fn count(role: &[u8], is_role: impl FnOnce() -> bool, outcome: Result<(), Re
                 entry.count(outcome, now);
                 false
             }
-            None => {
-                table.overflow().count(outcome, now);
-                header.overflow_logged.swap(1, Ordering::Relaxed) == 0
-            }
+            None => table.overflow_count(outcome, now),
         }
     };
     if overflowed {
-        log!(
-            "aad_auth: the sign-in statistics are full (aad_auth.sign_in_stats_max = {}): sign-ins of roles not yet counted are counted under the row with a null rolname; raise the setting (at a restart) or call aad_auth_reset_sign_in_stats()",
-            gucs::sign_in_stats_max()
-        );
+        log_full();
     }
+}
+
+fn log_full() {
+    log!(
+        "aad_auth: the sign-in statistics are full (aad_auth.sign_in_stats_max = {}): sign-ins of roles not yet counted are counted under the row with a null rolname; raise the setting (at a restart) or call aad_auth_reset_sign_in_stats()",
+        gucs::sign_in_stats_max()
+    );
 }
 
 /// Zeroes every count and forgets every role (an admin's `aad_auth_reset_sign_in_stats()`).
@@ -301,7 +340,11 @@ fn aad_auth_sign_in_stats_rows() -> TableIterator<
     if let Some(table) = Table::open(false) {
         for entry in &table.entries[..table.capacity()] {
             if entry.used.load(Ordering::Acquire) != 0 {
-                let name = String::from_utf8_lossy(entry.name()).into_owned();
+                // A name that is not valid UTF-8 is shown escaped (\xNN), never converted lossily.
+                let name = match std::str::from_utf8(entry.name()) {
+                    Ok(name) => name.to_owned(),
+                    Err(_) => escaped(entry.name()),
+                };
                 rows.extend(row(Some(name), entry));
             }
         }
@@ -310,10 +353,16 @@ fn aad_auth_sign_in_stats_rows() -> TableIterator<
     TableIterator::new(rows)
 }
 
-/// Zeroes the sign-in statistics and forgets the roles in them.
+/// Zeroes the sign-in statistics and forgets the roles in them; logged with who did it.
 #[pg_extern]
 fn aad_auth_reset_sign_in_stats() {
     reset();
+    // SAFETY: a catalog look-up of the calling role, inside its transaction.
+    let caller = unsafe { CStr::from_ptr(pg_sys::GetUserNameFromId(pg_sys::GetUserId(), false)) };
+    log!(
+        "aad_auth: sign-in statistics reset by role {}",
+        quoted(caller.to_bytes())
+    );
 }
 
 extension_sql!(

@@ -109,7 +109,7 @@ fn oauth_sessions_are_counted_listed_and_end_with_their_token() {
     c.admin("CREATE EXTENSION aad_auth");
     let oid = new_oid();
     c.principal("oauth-short@contoso.com", &oid, "user");
-    let exp = now() + 3;
+    let exp = now() + 6;
     let token = mint(
         key(),
         &header(&key().kid),

@@ -89,7 +89,10 @@ fn by(counts: &[(&str, i64)]) -> BTreeMap<String, i64> {
 
 #[test]
 fn sign_in_stats_count_every_attempt_by_reason_and_reset_zeroes_them() {
-    let c = Cluster::start(Setup::default());
+    let c = Cluster::start(Setup {
+        conf: vec!["aad_auth.skip_roles = 'maint'".into()],
+        ..Setup::default()
+    });
     c.admin("CREATE EXTENSION aad_auth");
     let (alice, bob, app, group) = (new_oid(), new_oid(), new_oid(), new_oid());
     c.principal("alice@contoso.com", &alice, "user");
@@ -99,6 +102,7 @@ fn sign_in_stats_count_every_attempt_by_reason_and_reset_zeroes_them() {
     c.principal("reporting-app", &app, "service");
     c.principal("analysts", &group, "group");
     c.admin("CREATE ROLE plain LOGIN PASSWORD 'right'");
+    c.admin("CREATE ROLE maint LOGIN");
 
     let user = |oid: &str, upn: &str| Claims::user(TENANT, oid, upn);
     let good = user_token(&alice, "alice@contoso.com");
@@ -140,6 +144,13 @@ fn sign_in_stats_count_every_attempt_by_reason_and_reset_zeroes_them() {
     assert!(c.sign_in("plain", "right").is_ok());
     assert!(c.sign_in("plain", "wrong").is_err());
     assert!(c.sign_in("ghost", "whatever").is_err());
+    // A name that is not UTF-8, shown escaped, never lossily.
+    assert!(matches!(
+        RawClient::sign_in_bytes(c.port, b"caf\xe9", b"postgres", b"pw"),
+        Answer::Error { .. }
+    ));
+    // A break-glass role passes the governed line unchallenged: an accepted sign-in.
+    assert!(c.sign_in("maint", "").is_ok());
     // A token over a connection that is not encrypted, with strict transport.
     c.reload_with(&[("aad_auth.require_secure_transport", "strict")]);
     assert!(c.sign_in("alice@contoso.com", &good).is_err());
@@ -152,7 +163,9 @@ fn sign_in_stats_count_every_attempt_by_reason_and_reset_zeroes_them() {
         [
             "alice@contoso.com",
             "analysts",
+            "caf\\xe9",
             "ghost",
+            "maint",
             "mfa-bob@contoso.com",
             "plain",
             "reporting-app"
@@ -188,9 +201,11 @@ fn sign_in_stats_count_every_attempt_by_reason_and_reset_zeroes_them() {
     assert_eq!(s["analysts"], (0, 1, by(&[("group", 1)]), false, true));
     assert_eq!(s["plain"], (1, 1, by(&[("password", 1)]), true, true));
     assert_eq!(s["ghost"], (0, 1, by(&[("password", 1)]), false, true));
+    assert_eq!(s["caf\\xe9"], (0, 1, by(&[("password", 1)]), false, true));
+    assert_eq!(s["maint"], (1, 0, by(&[]), true, false));
     assert_eq!(
         c.admin("SELECT count(*) FROM aad_auth_sign_in_stats() WHERE last_accepted > now() - interval '1 minute'"),
-        "2"
+        "3"
     );
 
     // Admins only: an Entra principal that is not an admin is refused; an admin may read and reset.
@@ -229,6 +244,11 @@ fn sign_in_stats_count_every_attempt_by_reason_and_reset_zeroes_them() {
         "SELECT aad_auth_reset_sign_in_stats()",
     );
     outcome(out).unwrap();
+    assert!(
+        c.log()
+            .contains("aad_auth: sign-in statistics reset by role \"dba@contoso.com\""),
+        "the reset is logged with who did it"
+    );
     // The reset zeroed everything before it; only sign-ins after it count.
     assert_eq!(
         c.admin("SELECT count(*) FROM aad_auth_sign_in_stats()"),
@@ -310,7 +330,7 @@ fn sessions_lists_exactly_the_token_sessions_alive() {
         "alice@contoso.com",
         &user_token_expiring(&alice, "alice@contoso.com", exp),
     );
-    let (_b, b_pid) = session(
+    let (mut b, b_pid) = session(
         &c,
         "reporting-app",
         &app_token(&app, "11111111-2222-3333-4444-555555555555"),
@@ -368,6 +388,14 @@ fn sessions_lists_exactly_the_token_sessions_alive() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(c.admin("SELECT count(*) FROM aad_auth_sessions()"), "2");
+    // An admin ending a token session the monitor did not end gets PostgreSQL's own message.
+    c.admin(&format!("SELECT pg_terminate_backend({b_pid})"));
+    let (code, message) = b.next_error().expect("terminated");
+    assert_eq!(code, "57P01");
+    assert_eq!(
+        message,
+        "terminating connection due to administrator command"
+    );
     // Admins only.
     let out = c.psql(
         "alice@contoso.com",
@@ -394,9 +422,9 @@ fn session_lifetime_token_ends_expired_sessions_wherever_they_are_and_never_earl
     let oid = new_oid();
     c.principal("alice@contoso.com", &oid, "user");
     c.admin("CREATE ROLE plain LOGIN PASSWORD 'pw'");
-    let exp = now() + 4;
+    let exp = now() + 6;
     let short = user_token_expiring(&oid, "alice@contoso.com", exp);
-    let (mut idle, idle_pid) = session(&c, "alice@contoso.com", &short);
+    let (idle, idle_pid) = session(&c, "alice@contoso.com", &short);
     let (mut sleeper, sleeper_pid) = session(&c, "alice@contoso.com", &short);
     let (mut in_tx, in_tx_pid) = session(&c, "alice@contoso.com", &short);
     let (_fresh, fresh_pid) = session(
@@ -421,25 +449,36 @@ fn session_lifetime_token_ends_expired_sessions_wherever_they_are_and_never_earl
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    // Each of the three is ended within a few seconds after it, with the reason.
-    for (client, pid) in [
-        (&mut idle, &idle_pid),
-        (&mut sleeper, &sleeper_pid),
-        (&mut in_tx, &in_tx_pid),
-    ] {
-        let (code, message) = client.next_error().expect("an error before the end");
+    // Each of the three is ended within a few seconds after it, with the reason: each client
+    // waits in a thread of its own, noting when the error arrives.
+    let waiting: Vec<_> = [
+        (idle, &idle_pid),
+        (sleeper, &sleeper_pid),
+        (in_tx, &in_tx_pid),
+    ]
+    .into_iter()
+    .map(|(mut client, pid)| {
+        let pid = pid.clone();
+        std::thread::spawn(move || {
+            let error = client.next_error();
+            (pid, error, now())
+        })
+    })
+    .collect();
+    for waiter in waiting {
+        let (pid, error, ended) = waiter.join().unwrap();
+        let (code, message) = error.expect("an error before the end");
         assert_eq!(code, "57P01", "{message}");
         assert!(
             message.contains("access token") && message.contains("expired at"),
             "{message}"
         );
-        let ended = now();
         assert!(
             ended > over && ended <= over + 5,
             "pid {pid} ended at {ended}, over at {over}"
         );
         let deadline = Instant::now() + Duration::from_secs(5);
-        while alive(&c, pid) {
+        while alive(&c, &pid) {
             assert!(Instant::now() < deadline, "pid {pid} lives on");
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -465,9 +504,18 @@ fn revoke_live_sessions_ends_dropped_rebound_and_unlabelled_principals_only_when
             "aad_auth.revoke_live_sessions",
             if revoke { "on" } else { "off" },
         )]);
+        // Time for the monitor, too, to have read the new setting.
+        std::thread::sleep(Duration::from_millis(1500));
         let tag = if revoke { "on" } else { "off" };
-        let names =
-            ["dropped", "rebound", "unlabelled", "kept"].map(|n| format!("{n}-{tag}@contoso.com"));
+        let names = [
+            "dropped",
+            "rebound",
+            "unlabelled",
+            "recreated",
+            "kept",
+            "renamed",
+        ]
+        .map(|n| format!("{n}-{tag}@contoso.com"));
         let oids: Vec<String> = names.iter().map(|_| new_oid()).collect();
         let mut sessions = Vec::new();
         for (name, oid) in names.iter().zip(&oids) {
@@ -484,17 +532,24 @@ fn revoke_live_sessions_ends_dropped_rebound_and_unlabelled_principals_only_when
             "SECURITY LABEL FOR pgaadauth ON ROLE \"{}\" IS NULL",
             names[2]
         ));
-        // Flags may change without ending a session.
+        // Dropped and created again with the same name and object id: another role.
+        c.admin(&format!("SELECT pgaadauth_drop_principal('{}')", names[3]));
+        c.principal(&names[3], &oids[3], "user");
+        // Flags may change, and the role be renamed, without ending a session.
         c.admin(&format!(
             "SELECT pgaadauth_update_principal_with_oid('{}', '{}', 'user', true, false)",
-            names[3], oids[3]
+            names[4], oids[4]
+        ));
+        c.admin(&format!(
+            "ALTER ROLE \"{}\" RENAME TO \"{}-now\"",
+            names[5], names[5]
         ));
         let started = Instant::now();
         (sessions, started)
     };
 
     let (mut on, started) = run(true);
-    for (client, pid) in on.iter_mut().take(3) {
+    for (client, pid) in on.iter_mut().take(4) {
         let (code, message) = client.next_error().expect("ended");
         assert_eq!(code, "57P01", "{message}");
         assert!(message.contains("is no longer bound"), "{message}");
@@ -508,16 +563,28 @@ fn revoke_live_sessions_ends_dropped_rebound_and_unlabelled_principals_only_when
             std::thread::sleep(Duration::from_millis(100));
         }
     }
-    assert!(alive(&c, &on[3].1), "the principal kept is not ended");
-    assert_eq!(c.log().matches("aad_auth: ending session").count(), 3);
+    assert!(
+        alive(&c, &on[4].1),
+        "a principal whose flags changed is not ended"
+    );
+    assert!(alive(&c, &on[5].1), "a renamed principal is not ended");
+    assert_eq!(
+        c.admin(&format!(
+            "SELECT rolname FROM aad_auth_sessions() WHERE pid = {}",
+            on[5].1
+        )),
+        "renamed-on@contoso.com-now",
+        "listed under its new name"
+    );
+    assert_eq!(c.log().matches("aad_auth: ending session").count(), 4);
 
     let (off, _) = run(false);
     std::thread::sleep(Duration::from_secs(4));
     for (_, pid) in &off {
         assert!(alive(&c, pid), "revocation off: pid {pid} lives on");
     }
-    assert!(alive(&c, &on[3].1));
-    assert_eq!(c.log().matches("aad_auth: ending session").count(), 3);
+    assert!(alive(&c, &on[4].1));
+    assert_eq!(c.log().matches("aad_auth: ending session").count(), 4);
     c.assert_no_crash();
 }
 
@@ -577,5 +644,77 @@ fn a_hot_standby_lists_its_sessions_and_ends_those_revoked_on_the_primary() {
     assert!(message.contains("is no longer bound"), "{message}");
     assert!(started.elapsed() < Duration::from_secs(10));
     standby.assert_no_crash();
+    c.assert_no_crash();
+}
+
+#[test]
+fn slots_are_freed_so_sessions_after_many_sign_ins_are_still_listed_and_ended() {
+    // Few slots (max_connections and the workers), many sign-ins one after another.
+    let c = Cluster::start(Setup {
+        conf: vec![
+            "max_connections = 5".into(),
+            "max_wal_senders = 0".into(),
+            "wal_level = minimal".into(),
+            "autovacuum_max_workers = 1".into(),
+            "max_worker_processes = 4".into(),
+            "aad_auth.revoke_live_sessions = on".into(),
+        ],
+        ..Setup::default()
+    });
+    c.admin("CREATE EXTENSION aad_auth");
+    let slots: usize = c
+        .admin("SELECT current_setting('max_connections')::int + 1 + 4 + 1")
+        .parse()
+        .unwrap();
+    let oid = new_oid();
+    c.principal("churn@contoso.com", &oid, "user");
+    let token = user_token(&oid, "churn@contoso.com");
+    for _ in 0..slots * 3 {
+        let (client, _) = session(&c, "churn@contoso.com", &token);
+        drop(client);
+    }
+    let (mut last, pid) = session(&c, "churn@contoso.com", &token);
+    assert_eq!(
+        c.admin("SELECT pid FROM aad_auth_sessions()"),
+        pid,
+        "the last session is listed, and only it"
+    );
+    c.admin("SECURITY LABEL FOR pgaadauth ON ROLE \"churn@contoso.com\" IS NULL");
+    let (code, message) = last.next_error().expect("ended");
+    assert_eq!(code, "57P01");
+    assert!(message.contains("is no longer bound"), "{message}");
+    assert!(!c.log().contains("no free session slot"));
+    c.assert_no_crash();
+}
+
+#[test]
+fn with_lifetime_token_a_token_past_exp_plus_grace_is_refused_even_within_clock_skew() {
+    let c = Cluster::start(Setup {
+        conf: vec![
+            "aad_auth.clock_skew = 300".into(),
+            "aad_auth.session_grace = 0".into(),
+        ],
+        ..Setup::default()
+    });
+    c.admin("CREATE EXTENSION aad_auth");
+    let oid = new_oid();
+    c.principal("late@contoso.com", &oid, "user");
+    let late = user_token_expiring(&oid, "late@contoso.com", now() - 60);
+    // Unlimited: within clock_skew, accepted (as before).
+    assert!(c.sign_in("late@contoso.com", &late).is_ok());
+    // Token: the session would be ended at once, so it is not opened.
+    c.reload_with(&[("aad_auth.session_lifetime", "token")]);
+    let refused = c.sign_in("late@contoso.com", &late).unwrap_err();
+    assert!(
+        refused.contains("the access token has expired"),
+        "{refused}"
+    );
+    // With grace, it is accepted, until exp + grace.
+    c.reload_with(&[("aad_auth.session_grace", "5min")]);
+    assert!(c.sign_in("late@contoso.com", &late).is_ok());
+    let s = c.admin(
+        "SELECT accepted, refused_by->>'expired' FROM aad_auth_sign_in_stats() WHERE rolname = 'late@contoso.com'",
+    );
+    assert_eq!(s, "2|1");
     c.assert_no_crash();
 }
