@@ -16,7 +16,7 @@
 use crate::ffi_decls::{self, SIGTERM};
 use crate::shmem::Region;
 use crate::{gucs, keycache, seclabel};
-use aad_auth_core::escape::{escaped, quoted};
+use aad_auth_core::escape::{escaped, quoted, shown_name};
 use aad_auth_core::sessions::{session_over, still_bound, utc};
 use aad_auth_core::{Guid, Label, Principal, PrincipalType};
 use pgrx::bgworkers::{
@@ -119,6 +119,10 @@ struct Header {
     monitor_seen: AtomicI64,
     /// When a sign-in last logged that the monitor is not running (Unix seconds).
     warned: AtomicI64,
+    /// When this shared memory was created (Unix seconds): the monitor gets time to start.
+    created: AtomicI64,
+    /// Consecutive looks at which the labels' catalog was locked.
+    locked_looks: AtomicI64,
 }
 
 static REGION: Region = Region::new(c"aad_auth_sessions", size, init);
@@ -136,7 +140,9 @@ fn size() -> usize {
 
 fn init(base: *mut u8) {
     // SAFETY: base is the zeroed region of size() bytes.
-    unsafe { (*base.cast::<Header>()).slots = slot_count() as u32 };
+    let header = unsafe { &mut *base.cast::<Header>() };
+    header.slots = slot_count() as u32;
+    header.created.store(keycache::now(), Ordering::Relaxed);
 }
 
 /// This backend's slot, usize::MAX when it has none.
@@ -175,7 +181,7 @@ fn slots() -> &'static [Slot] {
     if base.is_null() {
         return &[];
     }
-    // SAFETY: the region holds a Header (24 bytes, a multiple of Slot's alignment) and then
+    // SAFETY: the region holds a Header (40 bytes, a multiple of Slot's alignment) and then
     // `slots` slots; it lives as long as the process.
     unsafe {
         let header = &*base.cast::<Header>();
@@ -281,10 +287,12 @@ fn warn_if_no_monitor() {
     }
     let Some(header) = header() else { return };
     let now = keycache::now();
+    let starting = now - header.created.load(Ordering::Relaxed) <= MONITOR_STALE;
     let running = header.monitor_pid.load(Ordering::Relaxed) != 0
         && now - header.monitor_seen.load(Ordering::Relaxed) <= MONITOR_STALE;
     let last = header.warned.load(Ordering::Relaxed);
     if running
+        || starting
         || now - last < 60
         || header
             .warned
@@ -410,15 +418,12 @@ fn aad_auth_sessions_rows() -> TableIterator<
             // The role's name now (it may have been renamed), else as it was signed in as.
             // SAFETY: a catalog look-up by oid that returns null for a missing role.
             let now_named = unsafe { pg_sys::GetUserNameFromId(info.role, true) };
+            // Hidden characters and bytes that are not UTF-8 shown escaped, never lossily.
             let rolname = if now_named.is_null() {
-                Some(String::from_utf8_lossy(info.rolname.raw()).into_owned())
+                Some(shown_name(info.rolname.raw()))
             } else {
                 // SAFETY: a non-null result is a NUL-terminated, palloc'd name.
-                Some(
-                    unsafe { CStr::from_ptr(now_named) }
-                        .to_string_lossy()
-                        .into_owned(),
-                )
+                Some(shown_name(unsafe { CStr::from_ptr(now_named) }.to_bytes()))
             };
             (
                 pid,
@@ -476,15 +481,16 @@ pub extern "C-unwind" fn aad_auth_session_monitor_main(_arg: pg_sys::Datum) {
     }
     log!("aad_auth: session monitor started");
     loop {
-        if let Some(header) = header() {
-            header
-                .monitor_seen
-                .store(keycache::now(), Ordering::Relaxed);
-        }
         let active = gucs::session_lifetime() == aad_auth_core::sessions::Lifetime::Token
             || gucs::revoke_live_sessions();
         if active {
             check();
+        }
+        // After a look that went through: a monitor that keeps failing is not seen as alive.
+        if let Some(header) = header() {
+            header
+                .monitor_seen
+                .store(keycache::now(), Ordering::Relaxed);
         }
         let sleep = Duration::from_secs(if active { 1 } else { 10 });
         if !BackgroundWorker::wait_latch(Some(sleep)) {
@@ -531,8 +537,19 @@ fn check() {
     }
     let roles: Vec<pg_sys::Oid> = sessions.iter().map(|(_, _, _, i)| i.role).collect();
     let Some(labels) = labels_of(&roles) else {
-        return; // the catalog is locked: look again in a second
+        // The catalog is locked (VACUUM FULL, LOCK TABLE): look again in a second, and say so
+        // when it lasts.
+        if let Some(header) = header() {
+            let looks = header.locked_looks.fetch_add(1, Ordering::Relaxed) + 1;
+            if looks % 10 == 0 {
+                log!("aad_auth: revocation of live sessions is waiting: pg_shseclabel has been locked for {looks} s (aad_auth.revoke_live_sessions = on)");
+            }
+        }
+        return;
     };
+    if let Some(header) = header() {
+        header.locked_looks.store(0, Ordering::Relaxed);
+    }
     for (index, pid, _, info) in sessions {
         let current = labels.get(&info.role.to_u32()).and_then(Option::as_ref);
         if !still_bound(kind_of(info.kind), info.label_oid, current) {

@@ -16,7 +16,7 @@
 
 use crate::gucs;
 use crate::shmem::{Held, Region};
-use aad_auth_core::escape::{escaped, quoted};
+use aad_auth_core::escape::{quoted, shown_name};
 use aad_auth_core::sessions::{stats_admits, Reason};
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -196,32 +196,39 @@ pub fn count(role: &[u8], is_role: impl FnOnce() -> bool, outcome: Result<(), Re
     let name = &role[..role.len().min(NAME_CAPACITY)];
     // SAFETY: a plain read of the clock.
     let now = unsafe { pg_sys::GetCurrentTimestamp() };
-    {
-        let Some(table) = Table::open(false) else {
-            return;
-        };
+    // Under the shared lock: a name already counted, or one that finds no room.
+    let shared = |is_role: Option<bool>| -> Option<bool> {
+        let table = Table::open(false)?;
         let header = table.header;
+        let full = |is_role: bool| {
+            !stats_admits(
+                header.used.load(Ordering::Relaxed) as usize,
+                table.capacity(),
+                header.non_roles.load(Ordering::Relaxed) as usize,
+                is_role,
+            )
+        };
         match table.probe(name) {
-            Ok(entry) => {
-                entry.count(outcome, now);
-                return;
-            }
-            // No room for it whatever it is: the overflow row, without the exclusive lock.
-            Err(free)
-                if free.is_none()
-                    || header.used.load(Ordering::Relaxed) as usize >= table.capacity() =>
-            {
+            Ok(entry) => entry.count(outcome, now),
+            Err(free) if free.is_none() || is_role.is_some_and(full) => {
                 let first = table.overflow_count(outcome, now);
                 drop(table);
                 if first {
                     log_full();
                 }
-                return;
             }
-            Err(_) => {}
+            Err(_) => return Some(false),
         }
+        Some(true)
+    };
+    if shared(None) != Some(false) {
+        return;
     }
     let is_role = is_role();
+    if shared(Some(is_role)) != Some(false) {
+        return;
+    }
+    // A new entry: the only step under the exclusive lock.
     let overflowed = {
         let Some(table) = Table::open(true) else {
             return;
@@ -340,12 +347,8 @@ fn aad_auth_sign_in_stats_rows() -> TableIterator<
     if let Some(table) = Table::open(false) {
         for entry in &table.entries[..table.capacity()] {
             if entry.used.load(Ordering::Acquire) != 0 {
-                // A name that is not valid UTF-8 is shown escaped (\xNN), never converted lossily.
-                let name = match std::str::from_utf8(entry.name()) {
-                    Ok(name) => name.to_owned(),
-                    Err(_) => escaped(entry.name()),
-                };
-                rows.extend(row(Some(name), entry));
+                // Hidden characters and bytes that are not UTF-8 shown escaped, never lossily.
+                rows.extend(row(Some(shown_name(entry.name())), entry));
             }
         }
         rows.extend(row(None, table.overflow()));
@@ -357,11 +360,19 @@ fn aad_auth_sign_in_stats_rows() -> TableIterator<
 #[pg_extern]
 fn aad_auth_reset_sign_in_stats() {
     reset();
-    // SAFETY: a catalog look-up of the calling role, inside its transaction.
-    let caller = unsafe { CStr::from_ptr(pg_sys::GetUserNameFromId(pg_sys::GetUserId(), false)) };
+    // Who: the current role, and the session's own role (SET ROLE azure_pg_admin must not
+    // hide the person behind it), whose identity log_connections records.
+    // SAFETY: catalog look-ups of the calling session's roles, inside its transaction.
+    let (current, session) = unsafe {
+        (
+            CStr::from_ptr(pg_sys::GetUserNameFromId(pg_sys::GetUserId(), false)),
+            CStr::from_ptr(pg_sys::GetUserNameFromId(pg_sys::GetSessionUserId(), false)),
+        )
+    };
     log!(
-        "aad_auth: sign-in statistics reset by role {}",
-        quoted(caller.to_bytes())
+        "aad_auth: sign-in statistics reset by role {} (session user {})",
+        quoted(current.to_bytes()),
+        quoted(session.to_bytes())
     );
 }
 

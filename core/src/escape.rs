@@ -21,6 +21,16 @@ pub fn escaped(text: &[u8]) -> String {
     out
 }
 
+/// A name (role) as SQL output shows it: exactly as it is when it is valid UTF-8 with no
+/// backslash, control or invisible character; otherwise [`escaped`], so that a name with hidden
+/// characters cannot pass for another, and a shown backslash always starts an escape.
+pub fn shown_name(text: &[u8]) -> String {
+    match std::str::from_utf8(text) {
+        Ok(s) if !s.chars().any(|c| c == '\\' || c.is_control() || hidden(c)) => s.to_owned(),
+        _ => escaped(text),
+    }
+}
+
 /// `text` with only its control characters escaped (`\n`, `\r`, `\t`, `\xNN`): for details
 /// that hold quoted fields already, so that they stay on one line.
 pub fn one_line(text: &str) -> String {
@@ -87,6 +97,19 @@ fn push_bytes(out: &mut String, bytes: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shown_name_is_exact_unless_it_hides_something() {
+        assert_eq!(shown_name(b"alice@contoso.com"), "alice@contoso.com");
+        assert_eq!(shown_name("Müller \"Ops\"".as_bytes()), "Müller \"Ops\"");
+        assert_eq!(shown_name(b"caf\xe9"), "caf\\xe9");
+        assert_eq!(
+            shown_name("alice\u{200b}@contoso.com".as_bytes()),
+            "alice\\xe2\\x80\\x8b@contoso.com"
+        );
+        assert_eq!(shown_name(b"a\\xe9"), "a\\\\xe9");
+        assert_eq!(shown_name(b"tab\there"), "tab\\there");
+    }
 
     #[test]
     fn quoting_keeps_printable_text() {
