@@ -1,37 +1,55 @@
 //! aad_auth: Microsoft Entra ID (Azure AD) sign-in for self-hosted PostgreSQL.
 //!
-//! The decisions live in the pure crate `aad_auth_core`; this crate is the shell around it:
-//! - `hook.rs`: the authentication hook, where a sign-in is decided;
-//! - `gucs.rs`: the `aad_auth.*` settings;
-//! - `keycache.rs`: the signing keys;
-//! - `seclabel.rs`: the `pgaadauth` label provider;
-//! - `api.rs`: the `pgaadauth_*` SQL functions;
-//! - `error.rs`: how a refusal reaches the client and the log;
-//! - `oauth.rs`: PostgreSQL 18's OAuth validator, the same decision for OAUTHBEARER clients;
-//! - `groupsync.rs`: a LOGIN role for each member of a group principal (Azure's group sync);
-//! - `stats.rs`: sign-in counts per role and reason (`aad_auth_sign_in_stats()`);
-//! - `sessions.rs`: the live token sessions, and their ending when the token expires or the
-//!   principal is revoked (the session monitor).
+//! The decisions live in the pure crate `aad_auth_core`; this crate is the shell around it,
+//! one folder per concern:
+//! - `signin/`: where a sign-in is decided — `hook.rs` (the authentication hook), `oauth.rs`
+//!   (PostgreSQL 18's OAuth validator, the same decision for OAUTHBEARER clients), `error.rs`
+//!   (how a refusal reaches the client and the log);
+//! - `admin/`: managing principals — `api.rs` (the `pgaadauth_*` SQL functions), `seclabel.rs`
+//!   (the `pgaadauth` label provider);
+//! - `entra/`: asking Microsoft Graph — `directory.rs` (backends' questions to the worker),
+//!   `graph.rs` (the Graph client), `groupsync.rs` (Azure's group sync and its worker);
+//! - `monitoring/`: what admins see and bound — `stats.rs` (`aad_auth_sign_in_stats()`),
+//!   `sessions.rs` (the live token sessions, and the session monitor that ends them when the
+//!   token expires or the principal is revoked);
+//! - at the top: `gucs.rs` (the `aad_auth.*` settings), `keycache.rs` (the signing keys),
+//!   `worker.rs` (the key refresher, which also answers the directory questions), `http.rs`,
+//!   `shmem.rs` (shared memory sized at start), `ffi_decls.rs` and `shim.c` (what pgrx's
+//!   bindings lack).
 
 use pgrx::prelude::*;
 
-mod api;
-mod directory;
-mod error;
+mod signin {
+    pub(crate) mod error;
+    pub(crate) mod hook;
+    #[cfg(feature = "pg18")]
+    pub(crate) mod oauth;
+}
+mod admin {
+    pub(crate) mod api;
+    pub(crate) mod seclabel;
+}
+mod entra {
+    pub(crate) mod directory;
+    pub(crate) mod graph;
+    pub(crate) mod groupsync;
+}
+mod monitoring {
+    pub(crate) mod sessions;
+    pub(crate) mod stats;
+}
 mod ffi_decls;
-mod graph;
-mod groupsync;
 mod gucs;
-mod hook;
 mod http;
 mod keycache;
-#[cfg(feature = "pg18")]
-mod oauth;
-mod seclabel;
-mod sessions;
 mod shmem;
-mod stats;
 mod worker;
+
+// The modules by their own names (`crate::hook`, `crate::seclabel`, ...), wherever they live.
+use admin::{api, seclabel};
+use entra::{directory, graph, groupsync};
+use monitoring::{sessions, stats};
+use signin::{error, hook};
 
 /// `#[pg_guard]` on our own `extern` blocks expands to `crate::ffi::pg_guard_ffi_boundary`.
 pub mod ffi {
