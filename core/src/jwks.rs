@@ -403,4 +403,123 @@ mod tests {
         let parsed = KeySet::parse(half.as_bytes()).unwrap();
         assert_eq!(parsed.keys().len() + left_out, 10);
     }
+
+    /// A modulus of `bits` bits stored in `len` bytes (leading zero bytes when longer).
+    fn modulus(bits: usize, len: usize) -> Vec<u8> {
+        let mut n = vec![0xff_u8; len];
+        let used = bits.div_ceil(8);
+        for b in n.iter_mut().take(len - used) {
+            *b = 0;
+        }
+        let top = bits % 8;
+        if top != 0 {
+            n[len - used] = ((1u8 << top) - 1) | (1u8 << (top - 1));
+        }
+        n
+    }
+
+    #[test]
+    fn rsa_key_counts_bits_not_bytes_so_a_2047_bit_modulus_in_256_bytes_is_refused() {
+        let e = [1, 0, 1];
+        for bits in [2041, 2047] {
+            let n = modulus(bits, 256);
+            assert_eq!(n.len(), 256);
+            let err = rsa_key("k".into(), None, None, &n, &e).unwrap_err();
+            assert!(err.contains(&format!("{bits} bits")), "{err}");
+        }
+        let key = rsa_key("k".into(), None, None, &modulus(2048, 256), &e).unwrap();
+        assert_eq!(key.bits, 2048);
+        // Leading zero bytes do not count either.
+        let key = rsa_key("k".into(), None, None, &modulus(2048, 260), &e).unwrap();
+        assert_eq!(key.bits, 2048);
+        assert!(rsa_key("k".into(), None, None, &modulus(8193, 1025), &e).is_err());
+        assert_eq!(
+            rsa_key("k".into(), None, None, &modulus(8192, 1024), &e)
+                .unwrap()
+                .bits,
+            8192
+        );
+    }
+
+    #[test]
+    fn rsa_key_exponent_of_nine_bytes_is_refused_eight_accepted() {
+        let n = modulus(2048, 256);
+        let mut nine = vec![1u8; 9];
+        nine[8] = 3;
+        let err = rsa_key("k".into(), None, None, &n, &nine).unwrap_err();
+        assert!(err.contains("not a small integer"), "{err}");
+        // Leading zeros do not make it longer; eight significant bytes are a small integer.
+        let mut padded = vec![0u8; 4];
+        padded.extend_from_slice(&nine[1..]);
+        assert!(rsa_key("k".into(), None, None, &n, &padded).is_ok());
+        assert!(rsa_key("k".into(), None, None, &n, &nine[1..]).is_ok());
+    }
+
+    fn key_with(kid: Option<&str>, x5t: Option<&str>) -> Result<Jwk, String> {
+        let mut entry = serde_json::json!({"kty": "RSA", "n": N, "e": "AQAB"});
+        if let Some(kid) = kid {
+            entry["kid"] = kid.into();
+        }
+        if let Some(x5t) = x5t {
+            entry["x5t"] = x5t.into();
+        }
+        parse_key(&entry)
+    }
+
+    #[test]
+    fn parse_key_empty_ids_are_no_ids() {
+        assert!(key_with(Some(""), None).is_err());
+        assert!(key_with(Some(""), Some("")).is_err());
+        assert!(key_with(None, Some("")).is_err());
+        assert!(key_with(None, None).is_err());
+        // An empty kid gives way to the x5t; an empty x5t leaves the kid.
+        assert_eq!(key_with(Some(""), Some("t1")).unwrap().kid, "t1");
+        assert_eq!(key_with(Some("k1"), Some("")).unwrap().kid, "k1");
+        assert_eq!(key_with(None, Some("t1")).unwrap().kid, "t1");
+    }
+
+    #[test]
+    fn to_bytes_keeps_a_key_that_fits_exactly_and_never_exceeds_capacity() {
+        let set = KeySet::parse(doc(3).as_bytes()).unwrap();
+        let (all, _) = set.to_bytes(1 << 20);
+        let (one, _) = KeySet::parse(doc(1).as_bytes()).unwrap().to_bytes(1 << 20);
+        let record = one.len();
+        assert_eq!(all.len(), 3 * record);
+        for capacity in 0..=all.len() + 1 {
+            let (bytes, left_out) = set.to_bytes(capacity);
+            assert!(bytes.len() <= capacity, "{} > {capacity}", bytes.len());
+            // Every key that fits is kept: as many whole records as the capacity holds.
+            let fit = (capacity / record).min(3);
+            assert_eq!((bytes.len(), left_out), (fit * record, 3 - fit), "{capacity}");
+        }
+    }
+
+    #[test]
+    fn to_compact_json_keeps_a_key_that_fits_exactly_and_never_exceeds_capacity() {
+        let set = KeySet::parse(doc(3).as_bytes()).unwrap();
+        let (all, _) = set.to_compact_json(1 << 20);
+        let (one, _) = KeySet::parse(doc(1).as_bytes())
+            .unwrap()
+            .to_compact_json(1 << 20);
+        for capacity in 0..=all.len() + 1 {
+            let (json, left_out) = set.to_compact_json(capacity);
+            let kept = KeySet::parse(json.as_bytes()).map_or(0, |k| k.keys().len());
+            assert_eq!(kept + left_out, 3, "{capacity}");
+            if capacity >= "{\"keys\":[]}".len() {
+                assert!(json.len() <= capacity, "{} > {capacity}", json.len());
+            }
+            // A key is kept whenever the document with it still fits.
+            let want = if capacity >= all.len() {
+                3
+            } else if capacity >= all.len() - (all.len() - one.len()) / 2 {
+                2
+            } else if capacity >= one.len() {
+                1
+            } else {
+                0
+            };
+            assert_eq!(kept, want, "{capacity}");
+        }
+    }
+
 }

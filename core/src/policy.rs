@@ -394,4 +394,39 @@ mod tests {
             Ok(())
         );
     }
+
+    #[test]
+    fn time_claims_reach_but_never_touch_ten_to_the_eleventh() {
+        let claims = |v: serde_json::Value| {
+            let mut m = Map::new();
+            m.insert("exp".into(), v);
+            m
+        };
+        let limit: i64 = 100_000_000_000;
+        assert_eq!(
+            time(&claims((limit - 1).into()), "exp"),
+            Ok(Some(limit - 1))
+        );
+        assert_eq!(
+            time(&claims((-(limit - 1)).into()), "exp"),
+            Ok(Some(-(limit - 1)))
+        );
+        for v in [
+            serde_json::json!(limit),
+            serde_json::json!(-limit),
+            serde_json::json!(1e11),
+            serde_json::json!(-1e11),
+        ] {
+            assert_eq!(
+                time(&claims(v.clone()), "exp"),
+                Err(TokenError::MissingClaim("exp")),
+                "{v}"
+            );
+        }
+        assert_eq!(
+            time(&claims(serde_json::json!(99_999_999_999.5)), "exp"),
+            Ok(Some(limit - 1))
+        );
+    }
+
 }
