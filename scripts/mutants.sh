@@ -17,6 +17,9 @@ fi
 OUT=${AAD_MUTANTS_OUT:-target/mutants}
 LIST=core/mutants-equivalent.txt
 export AAD_FUZZ_ITERATIONS=${AAD_FUZZ_ITERATIONS:-200}
+# cargo-mutants builds copies of the tree elsewhere: point the real-token test at the fixtures
+# beside this checkout.
+export AAD_REAL_TOKENS=${AAD_REAL_TOKENS:-$(cd .. && pwd)/shared/fixtures/real-entra-tokens.json}
 mkdir -p "$OUT"
 start=$(date +%s)
 rc=0

@@ -490,7 +490,11 @@ mod tests {
             assert!(bytes.len() <= capacity, "{} > {capacity}", bytes.len());
             // Every key that fits is kept: as many whole records as the capacity holds.
             let fit = (capacity / record).min(3);
-            assert_eq!((bytes.len(), left_out), (fit * record, 3 - fit), "{capacity}");
+            assert_eq!(
+                (bytes.len(), left_out),
+                (fit * record, 3 - fit),
+                "{capacity}"
+            );
         }
     }
 
@@ -521,5 +525,4 @@ mod tests {
             assert_eq!(kept, want, "{capacity}");
         }
     }
-
 }

@@ -428,5 +428,4 @@ mod tests {
             Ok(Some(limit - 1))
         );
     }
-
 }

@@ -16,8 +16,13 @@ struct Real {
 }
 
 fn fixtures() -> Vec<Real> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/fixtures/real-entra-tokens.json");
+    // AAD_REAL_TOKENS names the file when the tree is a copy elsewhere (make mutants).
+    let path = std::env::var_os("AAD_REAL_TOKENS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../shared/fixtures/real-entra-tokens.json")
+        });
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
             "{}: {e}: the real-token fixtures live in shared/, beside the checkout",
