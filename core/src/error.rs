@@ -191,3 +191,29 @@ pub(crate) fn excerpt(s: &str) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_is_the_log_detail() {
+        for e in [
+            TokenError::NotAJwt,
+            TokenError::MfaRequired,
+            TokenError::Expired { exp: 1, now: 2 },
+        ] {
+            assert_eq!(e.to_string(), e.log_detail());
+            assert!(!e.to_string().is_empty());
+        }
+    }
+
+    #[test]
+    fn excerpt_replaces_controls_quotes_and_backslashes_and_cuts_at_80_characters() {
+        assert_eq!(excerpt("a\nb\"c\\d\u{7}e"), "a?b?c?d?e");
+        assert_eq!(excerpt("plain text"), "plain text");
+        let long = "é".repeat(81);
+        assert_eq!(excerpt(&long), format!("{}…", "é".repeat(80)));
+        assert_eq!(excerpt(&"x".repeat(80)), "x".repeat(80));
+    }
+}

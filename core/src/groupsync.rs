@@ -927,4 +927,40 @@ mod tests {
             assert!(bad.parse::<Mark>().is_err(), "{bad}");
         }
     }
+
+    #[test]
+    fn a_directory_name_of_63_bytes_is_usable_64_is_not() {
+        assert_eq!(unusable_name(&"a".repeat(MAX_ROLE_NAME)), None);
+        assert!(unusable_name(&"a".repeat(MAX_ROLE_NAME + 1)).is_some());
+        assert!(unusable_name("").is_some());
+        assert!(unusable_name("a\0b").is_some());
+    }
+
+    #[test]
+    fn a_member_of_a_plain_and_an_mfa_group_requires_mfa_whatever_the_order() {
+        let plain = group(1, "readers");
+        let secure = Group {
+            mfa: true,
+            ..group(2, "secure_dbas")
+        };
+        let m = members(&[
+            (&plain, vec![user(10, "bob@contoso.com")]),
+            (&secure, vec![user(10, "bob@contoso.com")]),
+        ]);
+        for order in [
+            [plain.clone(), secure.clone()],
+            [secure.clone(), plain.clone()],
+        ] {
+            let steps = run(&order, &m, &[group_role(&plain), group_role(&secure)]);
+            assert!(
+                steps.contains(&Step::Create {
+                    role: "bob@contoso.com".into(),
+                    oid: guid(10),
+                    kind: PrincipalType::User,
+                    mfa: true
+                }),
+                "{steps:?}"
+            );
+        }
+    }
 }

@@ -69,6 +69,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn debug_is_the_canonical_form() {
+        let g: Guid = "5D7C1F3E-2A4B-4C8D-9E0F-A1B2C3D4E5F6".parse().unwrap();
+        assert_eq!(format!("{g:?}"), "5d7c1f3e-2a4b-4c8d-9e0f-a1b2c3d4e5f6");
+    }
+
+    #[test]
     fn guid_round_trips_lower_case() {
         let g: Guid = "0E1F2A3B-4C5D-6E7F-8091-A2B3C4D5E6F7".parse().unwrap();
         assert_eq!(g.to_string(), "0e1f2a3b-4c5d-6e7f-8091-a2b3c4d5e6f7");

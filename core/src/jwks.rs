@@ -525,4 +525,35 @@ mod tests {
             assert_eq!(kept, want, "{capacity}");
         }
     }
+
+    #[test]
+    fn parse_key_kid_of_256_bytes_is_accepted_257_refused() {
+        assert!(key_with(Some(&"k".repeat(256)), None).is_ok());
+        let err = key_with(Some(&"k".repeat(257)), None).unwrap_err();
+        assert!(err.contains("longer than 256"), "{err}");
+    }
+
+    #[test]
+    fn jwk_debug_names_the_key_never_its_material() {
+        let key = key_with(Some("kid-1"), Some("t-1")).unwrap();
+        let shown = format!("{key:?}");
+        assert!(shown.contains("kid-1") && shown.contains("2048"), "{shown}");
+        assert!(!shown.contains(&N[..20]), "{shown}");
+    }
+
+    #[test]
+    fn jwks_errors_say_what_is_wrong() {
+        assert_eq!(
+            JwksError::TooLarge(5).to_string(),
+            format!("key set of 5 bytes is larger than the limit of {MAX_JWKS_BYTES} bytes")
+        );
+        assert_eq!(
+            JwksError::NotJson("x".into()).to_string(),
+            "key set is not valid JSON: x"
+        );
+        assert_eq!(
+            JwksError::NoKeysArray.to_string(),
+            "key set has no \"keys\" array"
+        );
+    }
 }

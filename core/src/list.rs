@@ -101,4 +101,12 @@ mod tests {
             assert!(parse_identifiers(bad).is_err(), "{bad:?}");
         }
     }
+
+    #[test]
+    fn list_identifiers_allow_white_space_around_the_commas() {
+        assert_eq!(
+            parse_identifiers("monitor , \"Backup Tool\"\t,\x0bops ").unwrap(),
+            vec!["monitor", "Backup Tool", "ops"]
+        );
+    }
 }

@@ -161,4 +161,17 @@ mod tests {
         assert!(!P.may_force(1000, 1299));
         assert!(P.may_force(1000, 1300));
     }
+
+    #[test]
+    fn refresh_never_fetched_is_scheduled_on_the_retry_delay_not_the_interval() {
+        assert_eq!(
+            P.next_scheduled(&RefreshState::default()),
+            RETRY_AFTER_FAILURE
+        );
+        let short = RefreshPolicy {
+            interval: 10,
+            min_interval: 1,
+        };
+        assert_eq!(short.next_scheduled(&RefreshState::default()), 10);
+    }
 }

@@ -334,5 +334,12 @@ mod tests {
         assert_eq!(utc(1_796_306_645), "2026-12-03 14:04:05 UTC");
         assert_eq!(utc(-1), "1969-12-31 23:59:59 UTC");
         assert_eq!(utc(4_102_444_799), "2099-12-31 23:59:59 UTC");
+        // Around the century and 400-year leap rules of the calendar.
+        assert_eq!(utc(4_107_542_399), "2100-02-28 23:59:59 UTC");
+        assert_eq!(utc(4_107_542_400), "2100-03-01 00:00:00 UTC");
+        assert_eq!(utc(13_574_606_400), "2400-02-29 12:00:00 UTC");
+        assert_eq!(utc(-2_203_891_200), "1900-03-01 00:00:00 UTC");
+        assert_eq!(utc(951_868_800), "2000-03-01 00:00:00 UTC");
+        assert_eq!(utc(7_289_654_399), "2200-12-31 23:59:59 UTC");
     }
 }

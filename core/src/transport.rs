@@ -81,4 +81,12 @@ mod tests {
         assert!(credential_allowed(Off, false, ip("198.51.100.1")));
         assert!(credential_allowed(Off, false, None));
     }
+
+    #[test]
+    fn modes_are_named_as_the_setting_spells_them() {
+        assert_eq!(
+            [On.as_str(), Strict.as_str(), Off.as_str()],
+            ["on", "strict", "off"]
+        );
+    }
 }

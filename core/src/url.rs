@@ -197,4 +197,32 @@ mod tests {
             Ok((true, "login.microsoftonline.com", None))
         );
     }
+
+    #[test]
+    fn white_space_controls_backslashes_and_fragments_are_refused_anywhere_with_a_reason() {
+        for (bad, why) in [
+            ("https://login.microsoftonline.com/a b", "white space"),
+            (
+                "https://login.microsoftonline.com/a\u{7}",
+                "control character U+0007",
+            ),
+            ("https://login.microsoftonline.com/a\\b", "a backslash"),
+            (
+                "https://login.microsoftonline.com/keys#frag",
+                "a fragment (#)",
+            ),
+        ] {
+            let err = parse(bad).unwrap_err();
+            assert!(err.contains(why), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn host_names_may_hold_hyphens_and_dots() {
+        assert_eq!(
+            parse("https://my-tenant.login-proxy.example/keys").map(|u| u.host),
+            Ok("my-tenant.login-proxy.example")
+        );
+        assert!(parse("https://my_host.example/").is_err());
+    }
 }
