@@ -112,7 +112,7 @@ bench: setup
 	scripts/bench.sh
 	$(CARGO) bench -p aad_auth_core --bench validate
 
-# Mutation testing of the pure core (not part of `make test`: about an hour). Fails when a
+# Mutation testing of the pure core (not part of `make test`: about 20 minutes). Fails when a
 # mutant survives that core/mutants-equivalent.txt does not list as reviewed.
 mutants:
 	scripts/mutants.sh

@@ -3,7 +3,7 @@
 # Fails when a mutant survives that is not in core/mutants-equivalent.txt — the reviewed list of
 # mutants that no test can kill because they change nothing observable, one per line with why —
 # and when an entry there no longer matches a survivor (the list must not go stale).
-# Not part of `make test`: it takes about an hour on 2 cores. Run it before resolving any change
+# Not part of `make test`: about 20 minutes on 2 cores. Run it before resolving any change
 # to the core (docs/development.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +23,7 @@ export AAD_REAL_TOKENS=${AAD_REAL_TOKENS:-$(cd .. && pwd)/shared/fixtures/real-e
 mkdir -p "$OUT"
 start=$(date +%s)
 rc=0
-cargo mutants --package aad_auth_core --output "$OUT" --jobs "${AAD_MUTANTS_JOBS:-1}" \
+cargo mutants --package aad_auth_core --output "$OUT" --jobs "${AAD_MUTANTS_JOBS:-2}" \
     --timeout-multiplier 3 "$@" || rc=$?
 elapsed=$(( $(date +%s) - start ))
 case $rc in
