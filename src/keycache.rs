@@ -22,6 +22,7 @@
 //!   during an identity-provider outage still authenticates.
 
 use crate::gucs;
+use crate::shmem::Text;
 use aad_auth_core::jwks::MAX_JWKS_BYTES;
 use aad_auth_core::refresh::{RefreshState, UnknownKey};
 use aad_auth_core::KeySet;
@@ -37,7 +38,6 @@ use std::time::{Duration, Instant};
 
 /// Room for the compact key set: 64 keys of 4096 bits take about 50 KB.
 const DOC_CAPACITY: usize = 128 * 1024;
-const TEXT_CAPACITY: usize = 512;
 /// Where fetched keys are saved, relative to the data directory.
 pub const SAVED_KEYS: &str = "aad_auth_jwks.json";
 /// Longest a sign-in waits for a refresh it asked for (also bounded by authentication_timeout).
@@ -88,34 +88,6 @@ fn hash(text: &str) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     text.hash(&mut hasher);
     hasher.finish()
-}
-
-/// A short text kept in shared memory.
-#[derive(Clone, Copy)]
-pub(crate) struct Text {
-    len: u32,
-    bytes: [u8; TEXT_CAPACITY],
-}
-
-impl Text {
-    pub(crate) const EMPTY: Text = Text {
-        len: 0,
-        bytes: [0; TEXT_CAPACITY],
-    };
-
-    pub(crate) fn set(&mut self, s: &str) {
-        let mut n = s.len().min(TEXT_CAPACITY);
-        while !s.is_char_boundary(n) {
-            n -= 1;
-        }
-        self.bytes[..n].copy_from_slice(&s.as_bytes()[..n]);
-        self.len = n as u32;
-    }
-
-    pub(crate) fn get(&self) -> Option<String> {
-        (self.len > 0)
-            .then(|| String::from_utf8_lossy(&self.bytes[..self.len as usize]).into_owned())
-    }
 }
 
 #[derive(Clone, Copy)]

@@ -135,3 +135,53 @@ unsafe extern "C-unwind" fn startup() {
         }
     });
 }
+
+/// Room for a short text kept in shared memory (an error, an address), unless said otherwise.
+const TEXT_CAPACITY: usize = 512;
+
+/// A short text kept in shared memory: at most N bytes, cut on a character boundary.
+#[derive(Clone, Copy)]
+pub(crate) struct Text<const N: usize = TEXT_CAPACITY> {
+    len: u32,
+    bytes: [u8; N],
+}
+
+impl<const N: usize> Text<N> {
+    pub(crate) const EMPTY: Self = Text {
+        len: 0,
+        bytes: [0; N],
+    };
+
+    /// `s`, cut at N bytes on a character boundary.
+    pub(crate) fn of(s: &str) -> Self {
+        let mut text = Self::EMPTY;
+        text.set(s);
+        text
+    }
+
+    /// The first N of `raw` as they are (a name that need not be UTF-8).
+    pub(crate) fn of_bytes(raw: &[u8]) -> Self {
+        let n = raw.len().min(N);
+        let mut text = Self::EMPTY;
+        text.bytes[..n].copy_from_slice(&raw[..n]);
+        text.len = n as u32;
+        text
+    }
+
+    pub(crate) fn set(&mut self, s: &str) {
+        let mut n = s.len().min(N);
+        while !s.is_char_boundary(n) {
+            n -= 1;
+        }
+        self.bytes[..n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len = n as u32;
+    }
+
+    pub(crate) fn raw(&self) -> &[u8] {
+        &self.bytes[..(self.len as usize).min(N)]
+    }
+
+    pub(crate) fn get(&self) -> Option<String> {
+        (self.len > 0).then(|| String::from_utf8_lossy(self.raw()).into_owned())
+    }
+}

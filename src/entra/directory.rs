@@ -5,7 +5,8 @@
 //! One request slot in shared memory serves the cluster: a backend waits for the slot, writes
 //! its question, wakes the worker and waits (bounded) for the answer.
 
-use crate::keycache::{self, Text};
+use crate::keycache;
+use crate::shmem::Text;
 use crate::{graph, gucs};
 use aad_auth_core::{Guid, PrincipalType};
 use pgrx::lwlock::PgLwLock;

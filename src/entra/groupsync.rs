@@ -12,8 +12,9 @@
 //! before anything is changed: an outage revokes nothing.
 
 use crate::api::{as_superuser, fail, require_admin, run};
-use crate::keycache::{nap, timestamp, Text};
+use crate::keycache::{nap, timestamp};
 use crate::seclabel::{PROVIDER, SYNC_PROVIDER};
+use crate::shmem::Text;
 use crate::{graph, gucs};
 use aad_auth_core::escape::quoted;
 use aad_auth_core::groupsync::{self, Bound, Group, Mark, Role, Step};

@@ -14,7 +14,7 @@
 //! (an `emit_log_hook` that rewrites only that error of a marked backend).
 
 use crate::ffi_decls::{self, SIGTERM};
-use crate::shmem::Region;
+use crate::shmem::{Region, Text};
 use crate::{gucs, keycache, seclabel};
 use aad_auth_core::escape::{escaped, quoted, shown_name};
 use aad_auth_core::sessions::{session_over, still_bound, utc};
@@ -43,47 +43,6 @@ pub enum Method {
 const ENDING_EXPIRED: u32 = 1;
 const ENDING_REVOKED: u32 = 2;
 
-/// Short texts kept in a slot.
-#[derive(Clone, Copy)]
-struct Bytes<const N: usize> {
-    len: u16,
-    bytes: [u8; N],
-}
-
-impl<const N: usize> Bytes<N> {
-    /// `text`, cut at N bytes on a character boundary.
-    fn of(text: &str) -> Self {
-        let mut n = text.len().min(N);
-        while !text.is_char_boundary(n) {
-            n -= 1;
-        }
-        let mut bytes = [0; N];
-        bytes[..n].copy_from_slice(&text.as_bytes()[..n]);
-        Bytes {
-            len: n as u16,
-            bytes,
-        }
-    }
-
-    fn of_bytes(raw: &[u8]) -> Self {
-        let n = raw.len().min(N);
-        let mut bytes = [0; N];
-        bytes[..n].copy_from_slice(&raw[..n]);
-        Bytes {
-            len: n as u16,
-            bytes,
-        }
-    }
-
-    fn raw(&self) -> &[u8] {
-        &self.bytes[..usize::from(self.len).min(N)]
-    }
-
-    fn text(&self) -> Option<String> {
-        (self.len > 0).then(|| String::from_utf8_lossy(self.raw()).into_owned())
-    }
-}
-
 /// What a slot says about its session: plain data, written by its backend only.
 #[derive(Clone, Copy)]
 struct Info {
@@ -94,10 +53,10 @@ struct Info {
     label_oid: Guid,
     /// The token's `exp`, Unix seconds.
     expires: i64,
-    rolname: Bytes<64>,
-    token_oid: Bytes<64>,
-    name: Bytes<256>,
-    tenant: Bytes<64>,
+    rolname: Text<64>,
+    token_oid: Text<64>,
+    name: Text<256>,
+    tenant: Text<64>,
 }
 
 #[repr(C)]
@@ -222,22 +181,22 @@ pub fn register(role: &CStr, label: &Label, principal: &Principal, method: Metho
         kind: kind_code(label.kind),
         label_oid: label.oid,
         expires: principal.expires,
-        rolname: Bytes::of_bytes(role.to_bytes()),
-        token_oid: Bytes::of(
+        rolname: Text::of_bytes(role.to_bytes()),
+        token_oid: Text::of(
             principal
                 .oid
                 .as_deref()
                 .or(principal.appid.as_deref())
                 .unwrap_or(""),
         ),
-        name: Bytes::of(
+        name: Text::of(
             principal
                 .name
                 .as_deref()
                 .or(principal.appid.as_deref())
                 .unwrap_or(""),
         ),
-        tenant: Bytes::of(&principal.tid),
+        tenant: Text::of(&principal.tid),
     };
     let pid = my_pid();
     let claimed = {
@@ -428,10 +387,10 @@ fn aad_auth_sessions_rows() -> TableIterator<
             (
                 pid,
                 rolname,
-                info.token_oid.text(),
+                info.token_oid.get(),
                 kind_of(info.kind).as_str().to_owned(),
-                info.name.text(),
-                info.tenant.text(),
+                info.name.get(),
+                info.tenant.get(),
                 keycache::timestamp(info.expires),
                 if info.method == Method::OAuth as u8 {
                     "oauth"

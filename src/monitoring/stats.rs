@@ -117,6 +117,16 @@ impl Table<'_> {
         self.header.capacity as usize
     }
 
+    /// Whether a name not yet in the table may get an entry of its own now.
+    fn admits(&self, is_role: bool) -> bool {
+        stats_admits(
+            self.header.used.load(Ordering::Relaxed) as usize,
+            self.capacity(),
+            self.header.non_roles.load(Ordering::Relaxed) as usize,
+            is_role,
+        )
+    }
+
     fn overflow(&self) -> &Entry {
         &self.entries[self.capacity()]
     }
@@ -199,18 +209,9 @@ pub fn count(role: &[u8], is_role: impl FnOnce() -> bool, outcome: Result<(), Re
     // Under the shared lock: a name already counted, or one that finds no room.
     let shared = |is_role: Option<bool>| -> Option<bool> {
         let table = Table::open(false)?;
-        let header = table.header;
-        let full = |is_role: bool| {
-            !stats_admits(
-                header.used.load(Ordering::Relaxed) as usize,
-                table.capacity(),
-                header.non_roles.load(Ordering::Relaxed) as usize,
-                is_role,
-            )
-        };
         match table.probe(name) {
             Ok(entry) => entry.count(outcome, now),
-            Err(free) if free.is_none() || is_role.is_some_and(full) => {
+            Err(free) if free.is_none() || is_role.is_some_and(|r| !table.admits(r)) => {
                 let first = table.overflow_count(outcome, now);
                 drop(table);
                 if first {
@@ -236,14 +237,7 @@ pub fn count(role: &[u8], is_role: impl FnOnce() -> bool, outcome: Result<(), Re
         let header = table.header;
         let found = match table.probe(name) {
             Ok(entry) => Some(entry),
-            Err(Some(free))
-                if stats_admits(
-                    header.used.load(Ordering::Relaxed) as usize,
-                    table.capacity(),
-                    header.non_roles.load(Ordering::Relaxed) as usize,
-                    is_role,
-                ) =>
-            {
+            Err(Some(free)) if table.admits(is_role) => {
                 free.claim(name);
                 header.used.fetch_add(1, Ordering::Relaxed);
                 if !is_role {
